@@ -1,0 +1,400 @@
+"""The ``vqaudio`` command: thin typer commands over the library.
+
+Every command parses its arguments and calls library functions; a :class:`VQAudioError` becomes one line on
+stderr and exit code 1. Outputs are never overwritten without ``--force``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vqaudio import __version__
+from vqaudio.errors import VQAudioError
+
+app = typer.Typer(
+    name="vqaudio",
+    help="Turn audio into discrete tokens and tokens back into audio.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class TokenFormat(str, enum.Enum):
+    vqt = "vqt"
+    npy = "npy"
+    txt = "txt"
+    json = "json"
+
+
+class VocoderChoice(str, enum.Enum):
+    learned = "learned"
+    griffin_lim = "griffin-lim"
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Shipped model name or model directory.")]
+NCodebooksOpt = Annotated[
+    int | None, typer.Option("--n-codebooks", "-k", min=1, help="Codebooks to use (fewer = lower bitrate).")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
+VocoderOpt = Annotated[
+    VocoderChoice | None, typer.Option("--vocoder", help="Back end for spectral models (default: learned).")
+]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vqaudio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """vqaudio: discrete audio tokenizers that train and run on a plain CPU."""
+
+
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise VQAudioError(f"{path} exists; pass --force to overwrite it")
+
+
+def _gather_inputs(inputs: list[str]) -> list[Path]:
+    """Expand ``-`` (one path per stdin line) and directories (their audio files, sorted)."""
+    from vqaudio.data.manifest import AUDIO_SUFFIXES
+
+    paths: list[Path] = []
+    for item in inputs:
+        if item == "-":
+            paths += [Path(line.strip()) for line in sys.stdin if line.strip()]
+        elif Path(item).is_dir():
+            found = sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise VQAudioError(f"{item}: no audio files in this directory")
+            paths += found
+        else:
+            paths.append(Path(item))
+    if not paths:
+        raise VQAudioError("no input files given")
+    return paths
+
+
+@app.command()
+def tokenize(
+    inputs: Annotated[list[str], typer.Argument(help="Audio files, directories, or - to read paths from stdin.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (one input only).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", "-d", help="Folder for outputs (many inputs).")] = None,
+    model: ModelOpt = "speech-16k",
+    fmt: Annotated[TokenFormat, typer.Option("--format", help="Token file format.")] = TokenFormat.vqt,
+    n_codebooks: NCodebooksOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Encode audio into a token file (default: IN.vqt beside each input)."""
+    try:
+        from vqaudio.tokenfile import save_codes
+        from vqaudio.tokenizer import load
+
+        paths = _gather_inputs(inputs)
+        if output is not None and len(paths) > 1:
+            raise VQAudioError("--output takes one input; use --out-dir for several")
+        tok = load(model)
+        targets = []
+        for p in paths:
+            if output is not None:
+                targets.append(output)
+            elif out_dir is not None:
+                targets.append(out_dir / (p.stem + "." + fmt.value))
+            else:
+                targets.append(p.with_suffix("." + fmt.value))
+        if len(set(targets)) != len(targets):
+            raise VQAudioError("two inputs would write the same output name; use separate --out-dir runs")
+        for t in targets:
+            _refuse_existing(t, force)
+        iterator: Any = zip(paths, targets, strict=True)
+        if len(paths) > 1:
+            from tqdm import tqdm
+
+            iterator = tqdm(list(iterator), desc="tokenize", unit="file", file=sys.stderr)
+        frames = 0
+        seconds = 0.0
+        for src, dst in iterator:
+            enc = tok.encode(src, n_codebooks=n_codebooks)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            save_codes(dst, enc.codes.numpy(), enc.header(), fmt=fmt.value, overwrite=force)
+            frames += enc.num_frames
+            seconds += enc.original_length / enc.sample_rate
+        k = n_codebooks or tok.num_codebooks
+        where = targets[0] if len(targets) == 1 else (out_dir or "beside the inputs")
+        typer.echo(
+            f"{len(paths)} file(s), {seconds:.2f} s -> {frames} frames x {k} codebooks at "
+            f"{tok.frame_rate:g} Hz ({tok.bitrate(k) / 1000:.2f} kbps) -> {where}"
+        )
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+def _load_tokens(path: Path, tok_model: str | None) -> tuple[Any, Any]:
+    """Read a token file and pick the model: ``--model`` if given, else the one named in the file."""
+    from vqaudio.tokenfile import assume_model, load_codes
+    from vqaudio.tokenizer import load
+
+    tf = load_codes(path)
+    if tf.header.is_unknown:
+        if tok_model is None:
+            raise VQAudioError(f"{path} does not say which model made it; pass --model")
+        tok = load(tok_model)
+        tf = type(tf)(
+            header=assume_model(
+                tf.header,
+                model_id=tok.name,
+                model_checksum=tok.checksum,
+                sample_rate=tok.sample_rate,
+                frame_rate=tok.frame_rate,
+            ),
+            codes=tf.codes,
+        )
+    else:
+        tok = load(tok_model or tf.header.model_id)
+    return tf, tok
+
+
+@app.command()
+def detokenize(
+    tokens: Annotated[Path, typer.Argument(help="Token file (.vqt, .npy, .txt or .json).")],
+    output: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac).")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model (default: the one named in the file).")
+    ] = None,
+    vocoder: VocoderOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Decode a token file back into audio."""
+    try:
+        from vqaudio.audio import save_audio
+
+        _refuse_existing(output, force)
+        tf, tok = _load_tokens(tokens, model)
+        audio = tok.decode(tf, vocoder=vocoder.value if vocoder else None)
+        save_audio(output, audio.samples, audio.sample_rate, overwrite=force)
+        typer.echo(f"{tokens} -> {output} ({audio.duration:.2f} s at {audio.sample_rate} Hz)")
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+@app.command()
+def resynth(
+    input: Annotated[Path, typer.Argument(help="Input audio.")],
+    output: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac).")],
+    model: ModelOpt = "speech-16k",
+    n_codebooks: NCodebooksOpt = None,
+    vocoder: VocoderOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Encode and decode: hear what the codec keeps."""
+    try:
+        from vqaudio.audio import save_audio
+        from vqaudio.tokenizer import load
+
+        if output.resolve() == input.resolve():
+            raise VQAudioError("output would overwrite the input; choose another name")
+        _refuse_existing(output, force)
+        tok = load(model)
+        enc = tok.encode(input, n_codebooks=n_codebooks)
+        audio = tok.decode(enc, vocoder=vocoder.value if vocoder else None)
+        save_audio(output, audio.samples, audio.sample_rate, overwrite=force)
+        typer.echo(
+            f"{input} -> {output}: {enc.num_frames} frames x {enc.num_codebooks} codebooks "
+            f"({enc.bitrate / 1000:.2f} kbps), vocoder {vocoder.value if vocoder else tok.default_vocoder or 'none'}"
+        )
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+def _describe_model(tok: Any) -> dict[str, Any]:
+    card = tok.loaded.card
+    return {
+        "name": tok.name,
+        "family": tok.model.family,
+        "sample_rate": tok.sample_rate,
+        "frame_rate": tok.frame_rate,
+        "num_codebooks": tok.num_codebooks,
+        "codebook_size": tok.codebook_size,
+        "bitrates_kbps": [round(tok.bitrate(k) / 1000, 3) for k in range(1, tok.num_codebooks + 1)],
+        "default_codebooks": card.get("default_codebooks", tok.num_codebooks),
+        "vocoders": list(tok.vocoders),
+        "checksum": tok.checksum[:16],
+        "size_mb": round(sum(f.stat().st_size for f in tok.loaded.path.iterdir()) / 1e6, 2)
+        if tok.loaded.path
+        else None,
+        "training_data": card.get("training_data", "unknown"),
+    }
+
+
+@app.command()
+def info(
+    target: Annotated[str, typer.Argument(help="A token file, a model directory or a shipped model name.")],
+) -> None:
+    """Describe a token file or a model."""
+    try:
+        from vqaudio.tokenfile import load_codes
+        from vqaudio.tokenizer import load, shipped_models
+
+        p = Path(target)
+        if p.is_file():
+            tf = load_codes(p)
+            h = tf.header
+            bits = max(1, (h.codebook_size - 1).bit_length())
+            d = {
+                "file": str(p),
+                **h.to_json(),
+                "duration_s": round(h.original_length / h.sample_rate, 3) if h.sample_rate else None,
+                "bitrate_kbps": round(h.frame_rate * h.num_codebooks * bits / 1000, 3),
+            }
+        elif p.is_dir() or target in shipped_models():
+            d = _describe_model(load(target))
+        else:
+            raise VQAudioError(f"{target}: no such file, model directory or shipped model")
+        for key, value in d.items():
+            typer.echo(f"{key}: {value}")
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the shipped models with their rates, bitrates, size and training data."""
+    try:
+        from vqaudio.tokenizer import load, shipped_models
+
+        rows = [_describe_model(load(path)) for path in shipped_models().values()]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            typer.echo("no shipped models installed")
+        for r in rows:
+            rates = ", ".join(f"{b:g}" for b in r["bitrates_kbps"])
+            typer.echo(
+                f"{r['name']}: {r['family']}, {r['sample_rate']} Hz, {r['frame_rate']:g} frames/s, "
+                f"{r['num_codebooks']} x {r['codebook_size']} codes, bitrates {rates} kbps "
+                f"(default {r['default_codebooks']} codebooks), vocoders {', '.join(r['vocoders']) or '-'}, "
+                f"{r['size_mb']} MB; trained on {r['training_data']}"
+            )
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training config (TOML).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, logs, model).")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's checkpoint.")] = False,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Override the number of steps.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch threads per process.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Train a codec or a vocoder from a config; works under torchrun for DDP."""
+    try:
+        from vqaudio.training.config import load_config
+        from vqaudio.training.trainer import Trainer
+
+        overrides: dict[str, object] = {}
+        if steps is not None:
+            overrides["steps"] = steps
+        if threads is not None:
+            overrides["threads"] = threads
+        cfg = load_config(config, overrides)
+        path = Trainer(cfg, out, resume=resume, progress=progress).fit()
+        typer.echo(f"model written to {path}")
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+@app.command()
+def prepare(
+    inputs: Annotated[list[Path], typer.Argument(help="Folders (or files) of audio; a LibriSpeech root works.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest to write (.tsv).")],
+    exclude_list: Annotated[
+        Path | None, typer.Option("--exclude-list", help="Paths to leave out (e.g. dev.list).")
+    ] = None,
+    min_sample_rate: Annotated[int, typer.Option("--min-sample-rate", min=0, help="Skip files below this rate.")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Write a manifest (path, duration, speaker, sample_rate) of the audio below the inputs."""
+    try:
+        from vqaudio.data.manifest import read_exclude_list, scan_audio, write_manifest
+
+        _refuse_existing(output, force)
+        entries = scan_audio(inputs, exclude=read_exclude_list(exclude_list), min_sample_rate=min_sample_rate)
+        if not entries:
+            raise VQAudioError("no readable audio found")
+        write_manifest(entries, output)
+        hours = sum(e.duration for e in entries) / 3600
+        typer.echo(f"{len(entries)} files, {hours:.2f} h, {len({e.speaker for e in entries})} speakers -> {output}")
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+@app.command()
+def export(
+    codec: Annotated[Path, typer.Option("--codec", help="Codec model directory (a training run's model/).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Release directory to write.")],
+    name: Annotated[str, typer.Option("--name", help="Model name.")],
+    vocoder: Annotated[Path | None, typer.Option("--vocoder", help="Vocoder model directory to bundle.")] = None,
+    card: Annotated[Path | None, typer.Option("--card", help="JSON file with model-card fields.")] = None,
+    half: Annotated[bool, typer.Option("--half/--full", help="Store weights as float16.")] = True,
+    force: ForceOpt = False,
+) -> None:
+    """Bundle a trained codec (and vocoder) into a release directory with a model card."""
+    try:
+        from vqaudio.training.export import export_release
+
+        _refuse_existing(output / "config.json", force)
+        extra = json.loads(card.read_text()) if card else {}
+        path = export_release(codec, output, name, vocoder_dir=vocoder, card=extra, half=half)
+        typer.echo(f"released {name} -> {path}")
+    except (json.JSONDecodeError, OSError) as e:
+        _fail(f"{card}: {e}")
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+@app.command("plot-log")
+def plot_log(
+    log: Annotated[Path, typer.Argument(help="metrics.jsonl of a training run.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")],
+    force: ForceOpt = False,
+) -> None:
+    """Draw a run's training curves (loss terms, codebook usage, validation) to a PNG."""
+    try:
+        from vqaudio.training.plot import plot_metrics
+
+        _refuse_existing(output, force)
+        plot_metrics(log, output)
+        typer.echo(f"wrote {output}")
+    except VQAudioError as e:
+        _fail(str(e))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

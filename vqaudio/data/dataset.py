@@ -1,0 +1,104 @@
+"""Training data: fixed-length random crops from a set of audio files.
+
+Every item is a pure function of ``(seed, rank, index)``: the crop for batch element ``i`` is drawn from a
+generator seeded with those numbers. Resuming at step ``s`` therefore replays exactly the data an
+uninterrupted run would have seen, whatever the number of loader workers, and each DDP rank draws from its
+own shard of the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from vqaudio.data.manifest import ManifestEntry
+
+
+@dataclass
+class Batch:
+    """``audio`` ``[B, 1, T]`` (zero-padded crops) and ``lengths`` ``[B]`` (valid samples)."""
+
+    audio: torch.Tensor
+    lengths: torch.Tensor
+
+
+def _read(entry: ManifestEntry, sample_rate: int) -> np.ndarray:
+    from vqaudio.audio import load_audio
+
+    return load_audio(entry.path, sample_rate=sample_rate, mono=True).samples[0].numpy()
+
+
+class CropDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Random ``segment`` -sample crops, files drawn in proportion to their duration.
+
+    With ``cache=True`` all audio is decoded and resampled once into memory (1 h of 16 kHz audio is ~230 MB);
+    otherwise files are read on demand.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[ManifestEntry],
+        sample_rate: int,
+        segment: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        cache: bool = True,
+    ) -> None:
+        if not entries:
+            raise ValueError("no training files")
+        # Shard files across ranks when there are enough of them; otherwise every rank sees all files.
+        shard = list(entries[rank::world_size]) if len(entries) >= 2 * world_size else list(entries)
+        self.entries = shard
+        self.sample_rate = sample_rate
+        self.segment = segment
+        self.seed = seed
+        self.rank = rank
+        weights = np.array([max(e.duration, 1e-3) for e in shard])
+        self.probs = weights / weights.sum()
+        self.cache = [_read(e, sample_rate) for e in shard] if cache else None
+
+    def __len__(self) -> int:  # an "infinite" dataset; the sampler decides how many items are drawn
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        rng = np.random.default_rng([self.seed, self.rank, index])
+        i = int(rng.choice(len(self.entries), p=self.probs))
+        audio = self.cache[i] if self.cache is not None else _read(self.entries[i], self.sample_rate)
+        n = audio.shape[0]
+        if n > self.segment:
+            start = int(rng.integers(0, n - self.segment + 1))
+            crop = audio[start : start + self.segment]
+        else:
+            crop = audio
+        out = np.zeros(self.segment, dtype=np.float32)
+        out[: crop.shape[0]] = crop
+        # Random gain so the model sees a range of levels, as users' files will have.
+        peak = float(np.abs(out).max())
+        if peak > 0:
+            out *= float(rng.uniform(0.3, 0.99)) / peak
+        return torch.from_numpy(out), int(crop.shape[0])
+
+
+class StepSampler(Sampler[int]):
+    """Yields item indices ``start, start + 1, ...`` for ``num_items`` items: resumable by construction."""
+
+    def __init__(self, start: int, num_items: int) -> None:
+        self.start = start
+        self.num_items = num_items
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.start + self.num_items))
+
+    def __len__(self) -> int:
+        return self.num_items
+
+
+def collate(items: list[tuple[torch.Tensor, int]]) -> Batch:
+    audio = torch.stack([a for a, _ in items])[:, None]
+    return Batch(audio=audio, lengths=torch.tensor([n for _, n in items]))

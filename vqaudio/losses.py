@@ -1,0 +1,58 @@
+"""Reconstruction losses. The quantizer losses live in :class:`~vqaudio.quantizers.QuantizerOutput`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vqaudio.spectral import LOG_EPS, MelConfig, STFTConfig, log_mel, stft
+
+
+def masked_l1(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean ``|x - y|`` over valid positions; ``mask`` ``[B, 1, T]`` broadcasts over channels."""
+    diff = (x - y).abs()
+    if mask is None:
+        return diff.mean()
+    mask = mask.expand_as(diff)
+    return (diff * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def masked_mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    diff = (x - y).square()
+    if mask is None:
+        return diff.mean()
+    mask = mask.expand_as(diff)
+    return (diff * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Spectral convergence + log-magnitude L1, averaged over several STFT resolutions (Yamamoto et al. 2020)."""
+
+    def __init__(self, resolutions: Sequence[tuple[int, int]] = ((512, 128), (1024, 256), (256, 64))) -> None:
+        super().__init__()
+        self.configs = [STFTConfig(n_fft=n, hop_length=h) for n, h in resolutions]
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Audio ``[B, T]`` or ``[B, 1, T]`` each; returns a scalar."""
+        total = estimate.new_zeros(())
+        for cfg in self.configs:
+            est = stft(estimate.squeeze(1), cfg).abs()
+            ref = stft(target.squeeze(1), cfg).abs()
+            sc = torch.linalg.norm(ref - est) / torch.linalg.norm(ref).clamp_min(1e-7)
+            mag = F.l1_loss(torch.log(est.clamp_min(LOG_EPS)), torch.log(ref.clamp_min(LOG_EPS)))
+            total = total + sc + mag
+        return total / len(self.configs)
+
+
+class MelLoss(nn.Module):
+    """L1 between log-mel spectrograms of two waveforms."""
+
+    def __init__(self, config: MelConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(log_mel(estimate.squeeze(1), self.config), log_mel(target.squeeze(1), self.config))

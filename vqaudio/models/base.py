@@ -1,0 +1,88 @@
+"""The codec interface downstream code depends on: rates, sizes, encode and decode."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vqaudio.quantizers.base import QuantizerOutput
+
+
+@dataclass
+class CodecOutput:
+    """A training forward pass.
+
+    Attributes:
+        reconstruction: what the decoder produced (``[B, n_mels, F_mel]`` for spectral models, ``[B, 1, T]``
+            for waveform models).
+        target: the matching target, same shape.
+        mask: ``[B, 1, time]`` validity of ``reconstruction``'s time axis (1 = real signal, 0 = batch padding).
+        quantizer: the quantizer's output (codes ``[B, K', F]``, losses, perplexity).
+    """
+
+    reconstruction: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+    quantizer: QuantizerOutput
+
+
+class CodecModel(nn.Module, ABC):
+    """A VQ-VAE codec: audio ``[B, 1, T]`` <-> codes ``[B, K, F]``."""
+
+    family: str = ""
+
+    @property
+    @abstractmethod
+    def sample_rate(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def hop_length(self) -> int:
+        """Audio samples per code frame."""
+
+    @property
+    @abstractmethod
+    def num_codebooks(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def codebook_size(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def context_samples(self) -> int:
+        """Samples on each side of a code frame that can change its code or its decoded output.
+
+        Chunked processing pads every window with at least this much real context, which is what makes chunked
+        codes equal whole-file codes.
+        """
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def bitrate(self, n_codebooks: int | None = None) -> float:
+        """Bits per second when ``n_codebooks`` (default: all) codebooks are transmitted."""
+        k = self.num_codebooks if n_codebooks is None else n_codebooks
+        return self.frame_rate * k * math.ceil(math.log2(self.codebook_size))
+
+    def num_frames(self, num_samples: int) -> int:
+        return max(1, math.ceil(num_samples / self.hop_length))
+
+    @abstractmethod
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> CodecOutput:
+        """Training pass on audio ``[B, 1, T]`` with per-item ``lengths`` ``[B]`` (samples)."""
+
+    @abstractmethod
+    def encode(
+        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
+    ) -> torch.Tensor:
+        """Audio ``[B, 1, T]`` -> codes ``[B, K, F]`` with ``F = ceil(T / hop_length)``."""
+
+    @abstractmethod
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, K, F]`` -> decoder output (log-mel ``[B, n_mels, F * stride]`` or audio ``[B, 1, F * hop]``)."""

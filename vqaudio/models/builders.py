@@ -1,0 +1,69 @@
+"""The one place that turns a :class:`ModelConfig` into modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vqaudio.errors import ConfigError
+from vqaudio.models.base import CodecModel
+from vqaudio.models.spectral import SpectralNetConfig, SpectralVQVAE
+from vqaudio.models.waveform import WaveformNetConfig, WaveformVQVAE
+from vqaudio.quantizers.base import BaseQuantizer
+from vqaudio.quantizers.identity import IdentityQuantizer
+from vqaudio.quantizers.rvq import ResidualVectorQuantizer, RVQConfig
+from vqaudio.spectral import MelConfig
+from vqaudio.vocoders.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig
+
+FAMILIES = ("spectral", "waveform")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a codec (and its learned vocoder) from scratch.
+
+    ``family`` picks which of ``spectral`` / ``waveform`` is used; ``quantizer = "none"`` builds an identity
+    quantizer (tests only).
+    """
+
+    family: str = "spectral"
+    mel: MelConfig = MelConfig()
+    spectral: SpectralNetConfig = SpectralNetConfig()
+    waveform: WaveformNetConfig = WaveformNetConfig()
+    rvq: RVQConfig = RVQConfig()
+    quantizer: str = "rvq"
+    vocoder: ISTFTVocoderConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if self.quantizer not in ("rvq", "none"):
+            raise ConfigError(f"quantizer must be 'rvq' or 'none', got {self.quantizer!r}")
+        latent = self.spectral.latent_dim if self.family == "spectral" else self.waveform.latent_dim
+        if self.quantizer == "rvq" and self.rvq.vq.dim != latent:
+            raise ConfigError(f"rvq.vq.dim ({self.rvq.vq.dim}) must equal the {self.family} latent_dim ({latent})")
+        if self.family == "waveform" and self.waveform.sample_rate != self.mel.sample_rate:
+            raise ConfigError("waveform.sample_rate must equal mel.sample_rate (the mel config drives the losses)")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel.sample_rate
+
+
+def build_quantizer(config: ModelConfig) -> BaseQuantizer:
+    if config.quantizer == "none":
+        dim = config.spectral.latent_dim if config.family == "spectral" else config.waveform.latent_dim
+        return IdentityQuantizer(dim)
+    return ResidualVectorQuantizer(config.rvq)
+
+
+def build_codec(config: ModelConfig) -> CodecModel:
+    quantizer = build_quantizer(config)
+    if config.family == "spectral":
+        return SpectralVQVAE(config.mel, config.spectral, quantizer)
+    return WaveformVQVAE(config.waveform, quantizer)
+
+
+def build_vocoder(config: ModelConfig) -> ISTFTVocoder | None:
+    if config.vocoder is None:
+        return None
+    return ISTFTVocoder(config.mel, config.vocoder)

@@ -1,0 +1,193 @@
+"""Spectral VQ-VAE: log-mel frames -> conv encoder -> residual VQ -> conv decoder -> log-mel frames.
+
+Time geometry (defaults: 16 kHz, hop 160, one stride-2 stage)::
+
+    audio  T samples
+    mel    F_mel = ceil(T / hop)              100 frames/s
+    codes  F = ceil(F_mel / stride) = ceil(T / (hop * stride))   50 frames/s
+    decode F * stride mel frames -> a vocoder (Griffin-Lim or learned) -> F * hop * stride samples
+
+Downsampling uses kernel = stride convolutions (non-overlapping blocks) and upsampling the matching transposed
+convolutions, so every code frame owns exactly ``stride`` mel frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack, downsample_mask, lengths_to_mask
+from vqaudio.errors import ConfigError
+from vqaudio.models.base import CodecModel, CodecOutput
+from vqaudio.quantizers.base import BaseQuantizer
+from vqaudio.spectral import LogMel, MelConfig
+
+
+@dataclass(frozen=True)
+class SpectralNetConfig:
+    """Encoder/decoder sizes. ``depths[i]`` ConvNeXt blocks run at time resolution ``i`` (0 = mel rate)."""
+
+    channels: int = 256
+    hidden_mult: int = 2
+    kernel_size: int = 7
+    strides: tuple[int, ...] = (2,)
+    encoder_depths: tuple[int, ...] = (1, 4)
+    decoder_depths: tuple[int, ...] = (2, 6)
+    latent_dim: int = 64
+
+    def __post_init__(self) -> None:
+        n = len(self.strides) + 1
+        if len(self.encoder_depths) != n or len(self.decoder_depths) != n:
+            raise ConfigError(f"encoder_depths and decoder_depths need {n} entries (one per resolution)")
+        if any(s < 1 for s in self.strides) or self.channels < 1 or self.latent_dim < 1:
+            raise ConfigError("strides, channels and latent_dim must be positive")
+        if self.kernel_size % 2 == 0:
+            raise ConfigError("kernel_size must be odd")
+
+    @property
+    def total_stride(self) -> int:
+        return math.prod(self.strides)
+
+
+class SpectralEncoder(nn.Module):
+    def __init__(self, n_mels: int, cfg: SpectralNetConfig) -> None:
+        super().__init__()
+        c = cfg.channels
+        self.cfg = cfg
+        self.inp = nn.Conv1d(n_mels, c, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.norm_in = ChannelLayerNorm(c)
+        self.stacks = nn.ModuleList(ConvNeXtStack(c, d, cfg.hidden_mult, cfg.kernel_size) for d in cfg.encoder_depths)
+        self.down = nn.ModuleList(nn.Conv1d(c, c, s, stride=s) for s in cfg.strides)
+        self.down_norms = nn.ModuleList(ChannelLayerNorm(c) for _ in cfg.strides)
+        self.norm_out = ChannelLayerNorm(c)
+        self.out = nn.Conv1d(c, cfg.latent_dim, 1)
+
+    def forward(self, mel: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, n_mels, F_mel]``, mask ``[B, 1, F_mel]`` -> latents ``[B, D, F]`` and their mask ``[B, 1, F]``."""
+        x = self.norm_in(self.inp(mel * mask)) * mask
+        x = self.stacks[0](x, mask)
+        for down, norm, stack, s in zip(self.down, self.down_norms, self.stacks[1:], self.cfg.strides, strict=True):
+            # Zero-fill to a whole number of blocks, exactly as an unpadded item would be.
+            x = F.pad(x, (0, (-x.shape[-1]) % s))
+            mask = downsample_mask(mask, s)
+            x = norm(down(x)) * mask
+            x = stack(x, mask)
+        return self.out(self.norm_out(x)) * mask, mask
+
+
+class SpectralDecoder(nn.Module):
+    def __init__(self, n_mels: int, cfg: SpectralNetConfig) -> None:
+        super().__init__()
+        c = cfg.channels
+        self.inp = nn.Conv1d(cfg.latent_dim, c, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.norm_in = ChannelLayerNorm(c)
+        depths = list(reversed(cfg.decoder_depths))
+        self.stacks = nn.ModuleList(ConvNeXtStack(c, d, cfg.hidden_mult, cfg.kernel_size) for d in depths)
+        self.up = nn.ModuleList(nn.ConvTranspose1d(c, c, s, stride=s) for s in reversed(cfg.strides))
+        self.up_norms = nn.ModuleList(ChannelLayerNorm(c) for _ in cfg.strides)
+        self.norm_out = ChannelLayerNorm(c)
+        self.out = nn.Conv1d(c, n_mels, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, D, F]`` -> log-mel ``[B, n_mels, F * total_stride]``."""
+        x = self.norm_in(self.inp(z))
+        x = self.stacks[0](x)
+        for up, norm, stack in zip(self.up, self.up_norms, self.stacks[1:], strict=True):
+            x = stack(norm(up(x)))
+        return self.out(self.norm_out(x))
+
+
+class SpectralVQVAE(CodecModel):
+    """Codec on log-mel frames. ``decode`` returns log-mel; a vocoder turns it into audio."""
+
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
+    family = "spectral"
+
+    def __init__(self, mel: MelConfig, net: SpectralNetConfig, quantizer: BaseQuantizer) -> None:
+        super().__init__()
+        if quantizer.dim != net.latent_dim:
+            raise ConfigError(f"quantizer dim {quantizer.dim} != latent_dim {net.latent_dim}")
+        self.mel_config = mel
+        self.net_config = net
+        self.features = LogMel(mel)
+        self.encoder = SpectralEncoder(mel.n_mels, net)
+        self.quantizer = quantizer
+        self.decoder = SpectralDecoder(mel.n_mels, net)
+        # Log-mel of speech sits around -4 with a spread of ~2.5; centring it keeps the first layers well scaled.
+        self.register_buffer("feature_mean", torch.tensor(-4.0))
+        self.register_buffer("feature_std", torch.tensor(2.5))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.mel_config.stft.hop_length * self.net_config.total_stride
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.quantizer.num_codebooks
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def n_mels(self) -> int:
+        return self.mel_config.n_mels
+
+    @property
+    def context_samples(self) -> int:
+        # Receptive field of the encoder and of the decoder in mel frames, each side, bounded from above.
+        cfg = self.net_config
+        half = cfg.kernel_size // 2
+        mel_frames = half  # input conv
+        scale = 1
+        depths = list(cfg.encoder_depths)
+        mel_frames += half * depths[0]
+        for s, d in zip(cfg.strides, depths[1:], strict=True):
+            mel_frames += scale * (s - 1)
+            scale *= s
+            mel_frames += scale * half * d
+        dec = scale * half * (1 + cfg.decoder_depths[-1]) + sum(cfg.decoder_depths[:-1]) * half * scale
+        hop = self.mel_config.stft.hop_length
+        return (max(mel_frames, dec) + 2 * scale) * hop + self.mel_config.stft.n_fft // 2
+
+    def _mel_and_mask(self, audio: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if audio.dim() == 2:
+            audio = audio[:, None]
+        mel = self.features(audio)
+        hop = self.mel_config.stft.hop_length
+        if lengths is None:
+            lengths = torch.full((audio.shape[0],), audio.shape[-1], device=audio.device)
+        mel_lengths = torch.clamp((lengths + hop - 1) // hop, min=1)
+        return mel, lengths_to_mask(mel_lengths, mel.shape[-1])
+
+    def _normalize(self, mel: torch.Tensor) -> torch.Tensor:
+        return (mel - self.feature_mean) / self.feature_std
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> CodecOutput:
+        """Audio ``[B, 1, T]`` -> reconstructed log-mel ``[B, n_mels, F_mel]`` with its target and mask."""
+        mel, mask = self._mel_and_mask(audio, lengths)
+        z, zmask = self.encoder(self._normalize(mel), mask)
+        q = self.quantizer(z, zmask)
+        recon = self.decoder(q.quantized)[..., : mel.shape[-1]] * self.feature_std + self.feature_mean
+        return CodecOutput(reconstruction=recon, target=mel, mask=mask, quantizer=q)
+
+    def encode(
+        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
+    ) -> torch.Tensor:
+        mel, mask = self._mel_and_mask(audio, lengths)
+        z, _ = self.encoder(self._normalize(mel), mask)
+        return self.quantizer.encode(z, n_codebooks)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, K, F]`` -> log-mel ``[B, n_mels, F * total_stride]``."""
+        return self.decoder(self.quantizer.decode(codes)) * self.feature_std + self.feature_mean

@@ -1,0 +1,107 @@
+"""Residual vector quantization (SoundStream, Zeghidour et al. 2021).
+
+Codebook ``k`` quantizes what codebooks ``0..k-1`` left over, so decoding the first ``K'`` codebooks gives a
+coarser reconstruction at a lower bitrate. Quantizer dropout trains every prefix: for each training batch a
+number of codebooks ``K'`` is drawn uniformly from ``1..K`` (with probability ``dropout``) and only those
+are used, so one model serves several bitrates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vqaudio.errors import ConfigError
+from vqaudio.quantizers.base import BaseQuantizer, QuantizerOutput
+from vqaudio.quantizers.vq import VectorQuantizer, VQConfig
+
+
+@dataclass(frozen=True)
+class RVQConfig:
+    vq: VQConfig = VQConfig()
+    num_codebooks: int = 6
+    dropout: float = 1.0  # probability that a training batch uses a random prefix of the codebooks
+
+    def __post_init__(self) -> None:
+        if self.num_codebooks < 1:
+            raise ConfigError("num_codebooks must be >= 1")
+        if not 0.0 <= self.dropout <= 1.0:
+            raise ConfigError("dropout must be in [0, 1]")
+
+
+class ResidualVectorQuantizer(BaseQuantizer):
+    def __init__(self, config: RVQConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.layers: list[VectorQuantizer] = nn.ModuleList(  # type: ignore[assignment]
+            VectorQuantizer(config.vq) for _ in range(config.num_codebooks)
+        )
+        # Drawn on the CPU from its own generator so ranks under DDP can be seeded to agree.
+        self.generator = torch.Generator().manual_seed(0)
+
+    @property
+    def dim(self) -> int:
+        return self.config.vq.dim
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.num_codebooks
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.vq.codebook_size
+
+    def _check(self, n: int | None) -> int:
+        n = self.num_codebooks if n is None else n
+        if not 1 <= n <= self.num_codebooks:
+            raise ValueError(f"n_codebooks must be in 1..{self.num_codebooks}, got {n}")
+        return n
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, n_codebooks: int | None = None
+    ) -> QuantizerOutput:
+        """``[B, D, F]`` -> :class:`QuantizerOutput` with codes ``[B, K', F]``."""
+        n = self._check(n_codebooks)
+        dropout = self.training and n_codebooks is None and self.config.dropout > 0
+        if dropout and torch.rand((), generator=self.generator) < self.config.dropout:
+            n = int(torch.randint(1, self.num_codebooks + 1, (), generator=self.generator))
+        residual = x
+        quantized = torch.zeros_like(x)
+        codes, commits, books, perps = [], [], [], []
+        for layer in self.layers[:n]:
+            out = layer(residual, mask)
+            # Subtract the codeword itself (not the straight-through value) so later stages see the true residual.
+            residual = residual - out.quantized.detach()
+            quantized = quantized + out.quantized
+            codes.append(out.codes)
+            commits.append(out.commitment_loss)
+            books.append(out.codebook_loss)
+            perps.append(out.perplexity)
+        return QuantizerOutput(
+            quantized=quantized,
+            codes=torch.cat(codes, dim=1),
+            commitment_loss=torch.stack(commits).sum(),
+            codebook_loss=torch.stack(books).sum(),
+            perplexity=torch.cat(perps),
+        )
+
+    def encode(self, x: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
+        """``[B, D, F]`` -> ``[B, K', F]``."""
+        n = self._check(n_codebooks)
+        residual = x.float()
+        codes = []
+        for layer in self.layers[:n]:
+            c = layer.encode(residual)
+            residual = residual - layer.decode(c)
+            codes.append(c)
+        return torch.cat(codes, dim=1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[B, K', F]`` -> ``[B, D, F]``, summing the first ``K'`` codebooks."""
+        self._check(codes.shape[1])
+        out = torch.zeros(codes.shape[0], self.dim, codes.shape[2], device=codes.device)
+        for k, layer in enumerate(self.layers[: codes.shape[1]]):
+            out = out + layer.decode(codes[:, k : k + 1])
+        return out

@@ -1,0 +1,186 @@
+"""Single-codebook vector quantization (VQ-VAE, van den Oord et al. 2017).
+
+Two ways to learn the codebook:
+
+* gradient: codebook loss ``||sg[z_e] - e||^2`` moves the codewords, commitment loss
+  ``beta ||z_e - sg[e]||^2`` keeps the encoder close to them;
+* EMA (``ema=True``): codewords are exponential moving averages of the vectors assigned to them, with
+  Laplace smoothing of the cluster sizes so an empty cluster does not divide by zero; only the commitment
+  loss remains.
+
+Either way the codebook can be initialised by k-means on the first training batch, and codes whose usage
+falls below ``dead_threshold`` are restarted from random recent encoder outputs. All distance and update
+math runs in float32, whatever the model's dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vqaudio.errors import ConfigError
+from vqaudio.quantizers.base import BaseQuantizer, QuantizerOutput
+
+
+@dataclass(frozen=True)
+class VQConfig:
+    dim: int = 64
+    codebook_size: int = 1024
+    beta: float = 0.25  # commitment weight
+    ema: bool = True
+    decay: float = 0.99  # EMA decay of cluster sizes and sums
+    epsilon: float = 1e-5  # Laplace smoothing of cluster sizes
+    kmeans_init: bool = True
+    kmeans_iters: int = 10
+    dead_threshold: float = 0.5  # restart codes whose EMA usage (vectors per batch) falls below this
+
+    def __post_init__(self) -> None:
+        if self.dim <= 0 or self.codebook_size < 2:
+            raise ConfigError("VQ needs dim > 0 and codebook_size >= 2")
+        if not 0.0 < self.decay < 1.0:
+            raise ConfigError("decay must be in (0, 1)")
+        if self.beta < 0 or self.dead_threshold < 0:
+            raise ConfigError("beta and dead_threshold must be >= 0")
+
+
+def kmeans(samples: torch.Tensor, k: int, iters: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Plain Lloyd k-means on ``[N, D]``; returns ``[k, D]`` centroids (empty clusters keep their seed)."""
+    n = samples.shape[0]
+    idx = torch.randint(n, (k,), generator=generator) if n < k else torch.randperm(n, generator=generator)[:k]
+    centroids = samples[idx].clone()
+    for _ in range(iters):
+        assign = torch.cdist(samples, centroids).argmin(dim=1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, samples)
+        counts = torch.bincount(assign, minlength=k).float()
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+    return centroids
+
+
+class VectorQuantizer(BaseQuantizer):
+    """One codebook of ``codebook_size`` vectors of size ``dim``."""
+
+    codebook: torch.Tensor
+    cluster_size: torch.Tensor
+    embed_sum: torch.Tensor
+    initialized: torch.Tensor
+
+    def __init__(self, config: VQConfig) -> None:
+        super().__init__()
+        self.config = config
+        k, d = config.codebook_size, config.dim
+        self.register_buffer("codebook", torch.randn(k, d) * 0.1)
+        # EMA statistics double as usage counters for dead-code detection in both learning modes.
+        self.register_buffer("cluster_size", torch.ones(k))
+        self.register_buffer("embed_sum", self.codebook.clone())
+        self.register_buffer("initialized", torch.tensor(not config.kmeans_init))
+        if not config.ema:
+            self.embedding = torch.nn.Parameter(self.codebook.clone())
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def _weights(self) -> torch.Tensor:
+        return self.codebook if self.config.ema else self.embedding.float()
+
+    def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """``[N, D]`` float32 -> ``[N]`` indices of the nearest codewords (squared Euclidean)."""
+        w = self._weights()
+        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ w.T + w.pow(2).sum(1)[None, :]
+        return dist.argmin(dim=1)
+
+    def encode(self, x: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
+        """``[B, D, F]`` -> ``[B, 1, F]``."""
+        b, d, f = x.shape
+        flat = x.float().transpose(1, 2).reshape(-1, d)
+        return self._nearest(flat).reshape(b, 1, f)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, F]`` -> ``[B, D, F]``."""
+        return F.embedding(codes[:, 0], self._weights()).transpose(1, 2)
+
+    @torch.no_grad()
+    def _init_codebook(self, flat: torch.Tensor) -> None:
+        centroids = kmeans(flat, self.codebook_size, self.config.kmeans_iters)
+        self._set_codewords(torch.arange(self.codebook_size), centroids)
+        self.cluster_size.fill_(1.0)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _set_codewords(self, idx: torch.Tensor, vectors: torch.Tensor) -> None:
+        self.codebook[idx] = vectors
+        self.embed_sum[idx] = vectors * self.cluster_size[idx, None]
+        if not self.config.ema:
+            self.embedding.data[idx] = vectors.to(self.embedding.dtype)
+
+    @torch.no_grad()
+    def _update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+        """EMA update of usage (and, with ``ema``, of the codewords), then dead-code restart."""
+        cfg = self.config
+        onehot_counts = torch.bincount(codes, minlength=self.codebook_size).float()
+        self.cluster_size.mul_(cfg.decay).add_(onehot_counts, alpha=1 - cfg.decay)
+        if cfg.ema:
+            sums = torch.zeros_like(self.embed_sum).index_add_(0, codes, flat)
+            self.embed_sum.mul_(cfg.decay).add_(sums, alpha=1 - cfg.decay)
+            n = self.cluster_size.sum()
+            smoothed = (self.cluster_size + cfg.epsilon) / (n + self.codebook_size * cfg.epsilon) * n
+            self.codebook.copy_(self.embed_sum / smoothed[:, None])
+        else:
+            self.codebook.copy_(self.embedding.detach().float())
+        dead = self.cluster_size < cfg.dead_threshold
+        n_dead = int(dead.sum())
+        if n_dead:
+            pick = torch.randint(flat.shape[0], (n_dead,), device=flat.device)
+            idx = dead.nonzero().squeeze(1)
+            # Restart at the cluster-size threshold so a revived code is not instantly dead again.
+            self.cluster_size[idx] = cfg.dead_threshold * 2
+            self._set_codewords(idx, flat[pick])
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, n_codebooks: int | None = None
+    ) -> QuantizerOutput:
+        """``[B, D, F]`` -> :class:`QuantizerOutput` with codes ``[B, 1, F]``."""
+        b, d, f = x.shape
+        xf = x.float()
+        flat = xf.transpose(1, 2).reshape(-1, d)
+        valid = (
+            torch.ones(flat.shape[0], dtype=torch.bool, device=x.device)
+            if mask is None
+            else mask.transpose(1, 2).reshape(-1) > 0
+        )
+        if self.training and not bool(self.initialized):
+            self._init_codebook(flat[valid].detach())
+        codes = self._nearest(flat.detach())
+        if self.training:
+            self._update(flat[valid].detach(), codes[valid])
+        quant = F.embedding(codes, self._weights())  # [N, D]
+        w = valid.float()[:, None]
+        denom = (w.sum() * d).clamp_min(1.0)
+        commitment = self.config.beta * ((flat - quant.detach()).pow(2) * w).sum() / denom
+        if self.config.ema:
+            codebook_loss = torch.zeros((), device=x.device)
+        else:
+            codebook_loss = ((flat.detach() - quant).pow(2) * w).sum() / denom
+        # Straight-through estimator: forward uses the codeword, backward copies the gradient to x.
+        st = flat + (quant - flat).detach()
+        probs = torch.bincount(codes[valid], minlength=self.codebook_size).float()
+        probs = probs / probs.sum().clamp_min(1.0)
+        perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+        return QuantizerOutput(
+            quantized=st.reshape(b, f, d).transpose(1, 2).to(x.dtype),
+            codes=codes.reshape(b, 1, f),
+            commitment_loss=commitment,
+            codebook_loss=codebook_loss,
+            perplexity=perplexity.reshape(1),
+        )

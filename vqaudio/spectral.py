@@ -1,0 +1,222 @@
+"""STFT, inverse STFT and log-mel features with one explicit framing rule.
+
+Framing rule (used by every spectral model, the vocoders and Griffin-Lim)::
+
+    frames F = ceil(T / hop)
+
+Frame ``f`` is the window centred on the middle of hop block ``f``, i.e. on sample ``f * hop + hop / 2``.
+The signal is zero-padded ``L = (n_fft - hop) / 2`` samples on the left and ``L + (F * hop - T)`` on the
+right, so that the padded length is ``(F - 1) * hop + n_fft`` and an un-centred STFT yields exactly F frames::
+
+    |<-- L -->|<----------------- T ----------------->|<- F*hop-T ->|<-- L -->|
+    [  zeros  |               signal                  |    zeros    |  zeros  ]
+    [---- frame 0 (n_fft) ----]
+          [---- frame 1 ----]  ...
+
+Zero padding (never reflection) is deliberate: frames of ``x`` equal the first frames of ``x`` followed by
+silence, so padding a batch does not change the features of its shorter items.
+
+The inverse (:func:`istft`) overlap-adds and divides by the summed squared window, then trims ``L`` samples on
+the left. ``torch.istft`` cannot be used for this: with the edge frames hanging over zero padding the window
+envelope there is ~0 and it refuses the input (NOLA check).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vqaudio.errors import ConfigError
+
+LOG_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class STFTConfig:
+    """Short-time Fourier transform geometry.
+
+    Attributes:
+        n_fft: FFT size; ``n_fft // 2 + 1`` frequency bins.
+        hop_length: samples between frames.
+        win_length: Hann window length, centred in the ``n_fft`` frame; defaults to ``n_fft``.
+    """
+
+    n_fft: int = 1024
+    hop_length: int = 160
+    win_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_fft <= 0 or self.hop_length <= 0:
+            raise ConfigError(f"n_fft and hop_length must be positive, got {self.n_fft}, {self.hop_length}")
+        if self.window_length > self.n_fft:
+            raise ConfigError(f"win_length {self.window_length} exceeds n_fft {self.n_fft}")
+        if (self.n_fft - self.hop_length) % 2:
+            raise ConfigError("n_fft - hop_length must be even so the framing padding is symmetric")
+        if self.hop_length > self.window_length:
+            raise ConfigError("hop_length larger than the window leaves gaps the inverse cannot fill")
+
+    @property
+    def window_length(self) -> int:
+        return self.win_length or self.n_fft
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def pad(self) -> int:
+        """Left padding ``L`` of the framing rule, in samples."""
+        return (self.n_fft - self.hop_length) // 2
+
+    def num_frames(self, num_samples: int) -> int:
+        """``ceil(T / hop)``; at least one frame for non-empty input."""
+        return max(1, math.ceil(num_samples / self.hop_length))
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Log-mel feature settings on top of an :class:`STFTConfig`."""
+
+    sample_rate: int = 16000
+    stft: STFTConfig = STFTConfig()
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.n_mels <= 0:
+            raise ConfigError("sample_rate and n_mels must be positive")
+        if self.upper_frequency > self.sample_rate / 2 or self.f_min < 0 or self.f_min >= self.upper_frequency:
+            raise ConfigError(f"mel range [{self.f_min}, {self.upper_frequency}] Hz is invalid")
+
+    @property
+    def upper_frequency(self) -> float:
+        return self.f_max if self.f_max is not None else self.sample_rate / 2
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.stft.hop_length
+
+
+@functools.lru_cache(maxsize=16)
+def _window(win_length: int, n_fft: int) -> torch.Tensor:
+    """Periodic Hann window of ``win_length`` zero-padded to ``n_fft`` with the window centred."""
+    w = torch.hann_window(win_length, periodic=True, dtype=torch.float32)
+    left = (n_fft - win_length) // 2
+    return F.pad(w, (left, n_fft - win_length - left))
+
+
+def stft(audio: torch.Tensor, config: STFTConfig) -> torch.Tensor:
+    """Complex STFT following the module's framing rule.
+
+    Args:
+        audio: ``[..., T]`` float waveform.
+    Returns:
+        ``[..., n_freqs, F]`` complex64 with ``F = ceil(T / hop)``.
+    """
+    *lead, t = audio.shape
+    n_frames = config.num_frames(t)
+    x = audio.reshape(-1, t).float()
+    right = config.pad + n_frames * config.hop_length - t
+    x = F.pad(x, (config.pad, right))
+    spec = torch.stft(
+        x,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        window=_window(config.window_length, config.n_fft).to(x.device),
+        center=False,
+        return_complex=True,
+    )
+    return spec.reshape(*lead, config.n_freqs, n_frames)
+
+
+def istft(spec: torch.Tensor, config: STFTConfig, length: int | None = None) -> torch.Tensor:
+    """Inverse of :func:`stft` by weighted overlap-add.
+
+    Args:
+        spec: ``[..., n_freqs, F]`` complex.
+        length: samples to return; defaults to ``F * hop``.
+    Returns:
+        ``[..., length]`` float32.
+    """
+    *lead, n_freqs, n_frames = spec.shape
+    if n_freqs != config.n_freqs:
+        raise ValueError(f"expected {config.n_freqs} frequency bins, got {n_freqs}")
+    window = _window(config.window_length, config.n_fft).to(spec.device)
+    frames = torch.fft.irfft(spec.reshape(-1, n_freqs, n_frames), n=config.n_fft, dim=1)  # [B, n_fft, F]
+    frames = frames * window[None, :, None]
+    out_len = (n_frames - 1) * config.hop_length + config.n_fft
+    fold = functools.partial(
+        F.fold, output_size=(1, out_len), kernel_size=(1, config.n_fft), stride=(1, config.hop_length)
+    )
+    signal = fold(frames).reshape(frames.shape[0], out_len)
+    envelope = fold(window.square()[None, :, None].expand(1, -1, n_frames)).reshape(out_len)
+    # Where the envelope vanishes (only inside the trimmed padding) leave the samples at zero.
+    signal = signal / torch.where(envelope > 1e-8, envelope, torch.ones_like(envelope))
+    length = n_frames * config.hop_length if length is None else length
+    signal = signal[:, config.pad : config.pad + length]
+    if signal.shape[-1] < length:
+        signal = F.pad(signal, (0, length - signal.shape[-1]))
+    return signal.reshape(*lead, length)
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    import librosa  # librosa is slow to import; only feature code needs it
+
+    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, norm="slaney")
+    return torch.from_numpy(basis).float()
+
+
+def mel_basis(config: MelConfig) -> torch.Tensor:
+    """Slaney-normalised mel filterbank ``[n_mels, n_freqs]``."""
+    return _mel_basis(config.sample_rate, config.stft.n_fft, config.n_mels, config.f_min, config.upper_frequency)
+
+
+def magnitude(audio: torch.Tensor, config: STFTConfig) -> torch.Tensor:
+    """``[..., T]`` -> linear magnitude ``[..., n_freqs, F]``."""
+    return stft(audio, config).abs()
+
+
+def log_mel(audio: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """``[..., T]`` -> natural-log mel magnitude ``[..., n_mels, F]`` (floor ``LOG_EPS``)."""
+    mag = magnitude(audio, config.stft)
+    mel = torch.matmul(mel_basis(config).to(mag.device), mag)
+    return torch.log(torch.clamp(mel, min=LOG_EPS))
+
+
+def mel_to_magnitude(log_mel_spec: torch.Tensor, config: MelConfig, iterations: int = 0) -> torch.Tensor:
+    """Approximate inverse of the mel projection: log-mel ``[..., n_mels, F]`` -> magnitude ``[..., n_freqs, F]``.
+
+    Uses the non-negative least-squares solution given by the pseudo-inverse clamped at zero, optionally
+    refined with a few projected-gradient steps (``iterations``) on ``||M s - m||^2`` subject to ``s >= 0``.
+    """
+    basis = mel_basis(config).to(log_mel_spec.device)
+    mel = torch.exp(log_mel_spec.float())
+    mag = torch.clamp(torch.matmul(torch.linalg.pinv(basis), mel), min=0.0)
+    if iterations:
+        # Step size 1 / L with L the largest eigenvalue of M^T M keeps projected gradient descent stable.
+        step = 1.0 / float(torch.linalg.matrix_norm(basis, ord=2) ** 2)
+        gram = basis.T @ basis
+        target = basis.T @ mel
+        for _ in range(iterations):
+            mag = torch.clamp(mag - step * (torch.matmul(gram, mag) - target), min=0.0)
+    return mag
+
+
+class LogMel(torch.nn.Module):
+    """Module wrapper of :func:`log_mel` so models can hold their feature extractor."""
+
+    def __init__(self, config: MelConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` or ``[B, 1, T]`` -> ``[B, n_mels, F]``."""
+        if audio.dim() == 3:
+            audio = audio[:, 0]
+        return log_mel(audio, self.config)

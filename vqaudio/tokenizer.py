@@ -1,0 +1,368 @@
+"""The user-level API: load a model, turn audio into codes and codes into audio.
+
+    tok = vqaudio.load("speech-16k")
+    enc = tok.encode("speech.wav")            # Encoded: codes [K, F] + metadata
+    out = tok.decode(enc)                     # AudioData at the model's rate, original length
+
+Long inputs are processed in windows of ``window_frames`` code frames, each padded on both sides with
+``C = ceil(context_samples / hop) + 1`` frames of real audio (or codes) that are computed and thrown away::
+
+    stream  |.......|=========== window ===========|.......|
+             context  frames [f0, f1) are kept       context
+             (C frames)                              (C frames)
+
+Every output frame of a window therefore sees exactly the input it would see in a whole-file pass (the
+model's receptive field is at most ``C`` frames each side and its padding is zeros in both cases), so
+chunked codes equal whole-file codes. Only ``window + 2C`` frames of audio are held at a time, so memory does
+not grow with the file. Griffin-Lim is the exception: its phase estimate is global, so chunked Griffin-Lim
+output differs slightly from a whole-file pass (bounded in the tests).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqaudio.audio import AudioData, check_samples, open_audio_stream, resample, to_mono
+from vqaudio.errors import ModelError, VQAudioError
+from vqaudio.models.io import LoadedModel, load_model
+from vqaudio.models.spectral import SpectralVQVAE
+from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible
+from vqaudio.vocoders.base import Vocoder
+from vqaudio.vocoders.griffin_lim_vocoder import GriffinLimVocoder
+
+VOCODERS = ("learned", "griffin-lim")
+DEFAULT_WINDOW_SECONDS = 30.0
+
+AudioInput = str | os.PathLike[str] | np.ndarray | torch.Tensor
+
+
+@dataclass
+class Encoded:
+    """Codes and what is needed to decode them.
+
+    Attributes:
+        codes: ``[K, F]`` int64.
+        sample_rate: the model's rate; ``original_length`` samples at this rate are decoded.
+        frame_rate: code frames per second.
+        original_length: input length in samples at the model's rate.
+        original_sample_rate, original_channels: the input before resampling and downmixing.
+        model_id, model_checksum: the model that made the codes.
+        codebook_size: entries per codebook.
+    """
+
+    codes: torch.Tensor
+    sample_rate: int
+    frame_rate: float
+    original_length: int
+    original_sample_rate: int
+    original_channels: int
+    model_id: str
+    model_checksum: str
+    codebook_size: int
+
+    @property
+    def num_codebooks(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def bitrate(self) -> float:
+        return self.frame_rate * self.num_codebooks * math.ceil(math.log2(self.codebook_size))
+
+    def header(self) -> TokenHeader:
+        return TokenHeader(
+            model_id=self.model_id,
+            model_checksum=self.model_checksum,
+            sample_rate=self.sample_rate,
+            frame_rate=self.frame_rate,
+            codebook_size=self.codebook_size,
+            num_codebooks=self.num_codebooks,
+            num_frames=self.num_frames,
+            original_length=self.original_length,
+            original_sample_rate=self.original_sample_rate,
+            original_channels=self.original_channels,
+            channel_handling="downmix",
+        )
+
+
+def shipped_models() -> dict[str, Path]:
+    """Names of the models installed with the package -> their directories."""
+    from importlib import resources
+
+    root = Path(str(resources.files("vqaudio.pretrained")))
+    return {p.name: p for p in sorted(root.iterdir()) if (p / "config.json").is_file()}
+
+
+DEFAULT_MODEL = "speech-16k"
+
+
+def load(model: str | os.PathLike[str] = DEFAULT_MODEL) -> Tokenizer:
+    """Load a shipped model by name, or a model directory by path. Never touches the network."""
+    path = Path(model)
+    if path.is_dir():
+        return Tokenizer(load_model(path))
+    shipped = shipped_models()
+    if str(model) in shipped:
+        return Tokenizer(load_model(shipped[str(model)]))
+    names = ", ".join(shipped) or "none installed"
+    raise ModelError(f"{model}: no such model directory or shipped model (shipped: {names})")
+
+
+class Tokenizer:
+    """A loaded codec with its vocoders, and the chunked encode/decode around it."""
+
+    def __init__(self, loaded: LoadedModel, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> None:
+        if loaded.codec is None:
+            raise ModelError(f"{loaded.path}: holds only a vocoder, not a codec")
+        self.loaded = loaded
+        self.model = loaded.codec
+        self.name = loaded.name
+        self.checksum = loaded.checksum
+        self.window_frames = max(1, int(window_seconds * self.model.frame_rate))
+        self._vocoders: dict[str, Vocoder] = {}
+        if loaded.vocoder is not None:
+            self._vocoders["learned"] = loaded.vocoder
+        if isinstance(self.model, SpectralVQVAE):
+            self._vocoders["griffin-lim"] = GriffinLimVocoder(self.model.mel_config).eval()
+
+    # -- facts ---------------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.model.frame_rate
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.model.num_codebooks
+
+    @property
+    def codebook_size(self) -> int:
+        return self.model.codebook_size
+
+    @property
+    def vocoders(self) -> tuple[str, ...]:
+        """Back ends available for this model (empty for waveform models, which decode audio directly)."""
+        return tuple(v for v in VOCODERS if v in self._vocoders)
+
+    @property
+    def default_vocoder(self) -> str | None:
+        return self.vocoders[0] if self.vocoders else None
+
+    def bitrate(self, n_codebooks: int | None = None) -> float:
+        return self.model.bitrate(self._n(n_codebooks))
+
+    def _n(self, n_codebooks: int | None) -> int:
+        n = self.num_codebooks if n_codebooks is None else n_codebooks
+        if not 1 <= n <= self.num_codebooks:
+            raise VQAudioError(f"--n-codebooks must be between 1 and {self.num_codebooks} for {self.name}, got {n}")
+        return n
+
+    def _encode_context(self) -> int:
+        return math.ceil(self.model.context_samples / self.model.hop_length) + 1
+
+    # -- encode --------------------------------------------------------------------------------------
+    def _prepare(self, audio: AudioInput, sample_rate: int | None) -> tuple[Iterable[torch.Tensor], int, int]:
+        """Any input -> (mono blocks at the model rate, original rate, original channels)."""
+        if isinstance(audio, (str, os.PathLike)):
+            stream = open_audio_stream(audio, self.sample_rate)
+            return stream, stream.original_sample_rate, stream.original_channels
+        if sample_rate is None:
+            raise VQAudioError("sample_rate is required when encoding an array")
+        x = torch.as_tensor(audio).float()
+        if x.dim() == 1:
+            x = x[None]
+        if x.dim() != 2:
+            raise VQAudioError(f"audio must be [T] or [C, T], got shape {tuple(x.shape)}")
+        if x.shape[-1] == 0:
+            raise VQAudioError("audio is empty")
+        check_samples(x, "input audio")
+        channels = x.shape[0]
+        x = resample(to_mono(x) if channels > 1 else x, sample_rate, self.sample_rate)
+        return [x[0]], sample_rate, channels
+
+    def _encode_window(self, buf: torch.Tensor, buf_start: int, f0: int, f1: int, end: int, n: int) -> torch.Tensor:
+        """Codes ``[K, f1 - f0]`` of frames ``[f0, f1)`` given samples ``buf`` starting at ``buf_start``."""
+        hop, c = self.model.hop_length, self._encode_context()
+        s0 = max(0, (f0 - c) * hop)
+        s1 = min(end, (f1 + c) * hop)
+        x = buf[s0 - buf_start : s1 - buf_start]
+        codes = self.model.encode(x[None, None], n_codebooks=n)[0]
+        off = f0 - s0 // hop
+        return codes[:, off : off + f1 - f0]
+
+    def _encode_blocks(self, blocks: Iterable[torch.Tensor], n: int) -> tuple[torch.Tensor, int]:
+        hop, c, w = self.model.hop_length, self._encode_context(), self.window_frames
+        buf = torch.zeros(0)
+        buf_start = total = next_frame = 0
+        pieces: list[torch.Tensor] = []
+        for block in blocks:
+            buf = torch.cat([buf, block.float()])
+            total += block.numel()
+            while total >= (next_frame + w + c) * hop:
+                pieces.append(self._encode_window(buf, buf_start, next_frame, next_frame + w, total, n))
+                next_frame += w
+                keep = max(0, (next_frame - c) * hop)
+                buf, buf_start = buf[keep - buf_start :], keep
+        if total == 0:
+            raise VQAudioError("audio is empty")
+        n_frames = self.model.num_frames(total)
+        while next_frame < n_frames:
+            f1 = min(next_frame + w, n_frames)
+            pieces.append(self._encode_window(buf, buf_start, next_frame, f1, total, n))
+            next_frame = f1
+        return torch.cat(pieces, dim=1), total
+
+    @torch.inference_mode()
+    def encode(self, audio: AudioInput, sample_rate: int | None = None, *, n_codebooks: int | None = None) -> Encoded:
+        """Encode a file path, or an array ``[T]``/``[C, T]`` at ``sample_rate``, into codes ``[K, F]``.
+
+        Channels are averaged to mono and the audio is resampled to the model's rate.
+        """
+        n = self._n(n_codebooks)
+        blocks, orig_sr, channels = self._prepare(audio, sample_rate)
+        codes, total = self._encode_blocks(blocks, n)
+        return Encoded(
+            codes=codes,
+            sample_rate=self.sample_rate,
+            frame_rate=self.frame_rate,
+            original_length=total,
+            original_sample_rate=orig_sr,
+            original_channels=channels,
+            model_id=self.name,
+            model_checksum=self.checksum,
+            codebook_size=self.codebook_size,
+        )
+
+    @torch.inference_mode()
+    def encode_batch(
+        self, audios: Sequence[torch.Tensor], sample_rate: int, *, n_codebooks: int | None = None
+    ) -> list[Encoded]:
+        """Encode several ``[T_i]``/``[C, T_i]`` arrays in one padded batch.
+
+        Padding never changes the codes: the model masks every position past an item's length after every
+        layer, so each item gets exactly the codes it gets alone.
+        """
+        n = self._n(n_codebooks)
+        prepared = [self._prepare(a, sample_rate) for a in audios]
+        mono = [next(iter(blocks)) for blocks, _, _ in prepared]
+        lengths = torch.tensor([m.numel() for m in mono])
+        if int(lengths.max()) > self.window_frames * self.model.hop_length:
+            return [self.encode(a, sample_rate, n_codebooks=n) for a in audios]
+        batch = torch.zeros(len(mono), 1, int(lengths.max()))
+        for i, m in enumerate(mono):
+            batch[i, 0, : m.numel()] = m
+        codes = self.model.encode(batch, lengths, n_codebooks=n)
+        out = []
+        for i, (_, orig_sr, ch) in enumerate(prepared):
+            f = self.model.num_frames(int(lengths[i]))
+            out.append(
+                Encoded(
+                    codes=codes[i, :, :f].clone(),
+                    sample_rate=self.sample_rate,
+                    frame_rate=self.frame_rate,
+                    original_length=int(lengths[i]),
+                    original_sample_rate=orig_sr,
+                    original_channels=ch,
+                    model_id=self.name,
+                    model_checksum=self.checksum,
+                    codebook_size=self.codebook_size,
+                )
+            )
+        return out
+
+    # -- decode --------------------------------------------------------------------------------------
+    def _vocoder(self, name: str | None) -> Vocoder | None:
+        if not self._vocoders:
+            if name is not None:
+                raise VQAudioError(f"{self.name} decodes audio directly; --vocoder does not apply")
+            return None
+        name = name or self.default_vocoder
+        if name not in self._vocoders:
+            raise VQAudioError(
+                f"vocoder {name!r} is not available for {self.name} (available: {', '.join(self.vocoders)})"
+            )
+        return self._vocoders[name]
+
+    def _decode_context(self, vocoder: Vocoder | None) -> int:
+        c = self._encode_context()
+        if vocoder is not None:
+            c += math.ceil(vocoder.context_frames * vocoder.hop_length / self.model.hop_length) + 1
+        return c
+
+    def _decode_window(self, codes: torch.Tensor, f0: int, f1: int, vocoder: Vocoder | None, c: int) -> torch.Tensor:
+        """Audio ``[(f1 - f0) * hop]`` for code frames ``[f0, f1)`` of ``codes`` ``[K, F]``."""
+        g0, g1 = max(0, f0 - c), min(codes.shape[1], f1 + c)
+        out = self.model.decode(codes[None, :, g0:g1].long())
+        audio = vocoder(out)[0] if vocoder is not None else out[0, 0]
+        hop = self.model.hop_length
+        return audio[(f0 - g0) * hop : (f1 - g0) * hop]
+
+    def iter_decode(self, codes: torch.Tensor, vocoder: str | None = None) -> Iterator[torch.Tensor]:
+        """Yield audio blocks ``[T_i]`` for codes ``[K, F]``, one window at a time (bounded memory)."""
+        voc = self._vocoder(vocoder)
+        if codes.dim() != 2:
+            raise VQAudioError(f"codes must be [K, F], got shape {tuple(codes.shape)}")
+        self._n(codes.shape[0])
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise VQAudioError(f"codes must lie in [0, {self.codebook_size}) for {self.name}")
+        c = self._decode_context(voc)
+        with torch.inference_mode():
+            for f0 in range(0, codes.shape[1], self.window_frames):
+                yield self._decode_window(codes, f0, min(f0 + self.window_frames, codes.shape[1]), voc, c)
+
+    def _codes_and_length(
+        self, codes: Encoded | TokenFile | torch.Tensor | np.ndarray, source: str | None = None
+    ) -> tuple[torch.Tensor, int | None]:
+        if isinstance(codes, Encoded):
+            check_compatible(
+                codes.header(), self.name, self.checksum, self.codebook_size, self.num_codebooks, source=source
+            )
+            return codes.codes, codes.original_length
+        if isinstance(codes, TokenFile):
+            check_compatible(
+                codes.header, self.name, self.checksum, self.codebook_size, self.num_codebooks, source=source
+            )
+            return torch.from_numpy(np.asarray(codes.codes)).long(), codes.header.original_length
+        return torch.as_tensor(codes).long(), None
+
+    def decode(
+        self,
+        codes: Encoded | TokenFile | torch.Tensor | np.ndarray,
+        *,
+        vocoder: str | None = None,
+        length: int | None = None,
+    ) -> AudioData:
+        """Codes (``[K, F]``, an :class:`Encoded` or a token file) -> mono audio ``[1, T]`` at the model's rate.
+
+        The output is trimmed to the original length when the codes carry it.
+        """
+        tensor, original = self._codes_and_length(codes)
+        audio = torch.cat(list(self.iter_decode(tensor, vocoder)))
+        length = length or original
+        if length is not None:
+            audio = audio[:length]
+        return AudioData(samples=audio[None].clamp(-1, 1), sample_rate=self.sample_rate)
+
+    def resynth(
+        self,
+        audio: AudioInput,
+        sample_rate: int | None = None,
+        *,
+        n_codebooks: int | None = None,
+        vocoder: str | None = None,
+    ) -> AudioData:
+        """Encode then decode: what a listener hears after the codec."""
+        return self.decode(self.encode(audio, sample_rate, n_codebooks=n_codebooks), vocoder=vocoder)

@@ -1,0 +1,121 @@
+"""Typed training configuration, loaded from TOML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+from vqaudio.config import from_dict
+from vqaudio.errors import ConfigError
+from vqaudio.models.builders import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training audio comes from.
+
+    ``train`` lists manifests (``.tsv``) and/or folders to scan (a LibriSpeech root works as a folder);
+    relative paths are resolved against the config file's folder. Files whose path ends with an entry of
+    ``exclude_list`` (e.g. ``speech/dev.list``) are never used.
+    """
+
+    train: tuple[str, ...] = ()
+    exclude_list: str | None = None
+    valid: tuple[str, ...] = ()  # files/folders/manifests for the validation loss
+    max_valid_files: int = 8
+    segment_seconds: float = 2.0
+    batch_size: int = 16
+    num_workers: int = 0
+    min_sample_rate: int = 0
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.segment_seconds <= 0 or self.batch_size < 1 or self.num_workers < 0:
+            raise ConfigError("segment_seconds and batch_size must be positive, num_workers >= 0")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip <= 0:
+            raise ConfigError("invalid optimizer settings")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights. Spectral codecs use the log-mel terms; waveform models and vocoders the audio terms."""
+
+    mel_l1: float = 1.0
+    mel_l2: float = 1.0
+    stft: float = 1.0  # multi-resolution STFT (audio outputs)
+    mel_audio: float = 15.0  # log-mel L1 of generated audio (audio outputs)
+    quantizer: float = 1.0  # commitment (+ codebook) losses
+    adversarial: bool = False
+    adv_weight: float = 1.0
+    feature_matching: float = 2.0
+    adv_start_step: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run. ``task`` is ``codec`` (train the VQ-VAE) or ``vocoder`` (train its vocoder)."""
+
+    name: str = "model"
+    task: str = "codec"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    loss: LossConfig = LossConfig()
+    steps: int = 10000
+    log_every: int = 25
+    checkpoint_every: int = 250
+    valid_every: int = 1000
+    seed: int = 0
+    threads: int = 0  # torch threads per process; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        if self.task not in ("codec", "vocoder"):
+            raise ConfigError(f"task must be 'codec' or 'vocoder', got {self.task!r}")
+        if self.task == "vocoder" and self.model.vocoder is None:
+            raise ConfigError("task 'vocoder' needs a [model.vocoder] section")
+        if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 1:
+            raise ConfigError("steps and the *_every intervals must be >= 1")
+
+
+def _resolve(paths: tuple[str, ...], base: Path) -> tuple[str, ...]:
+    return tuple(str(p if Path(p).is_absolute() else (base / p)) for p in paths)
+
+
+def load_config(path: str | Path, overrides: dict[str, object] | None = None) -> TrainConfig:
+    """Read a TOML training config; data paths are resolved relative to the file's folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    data = raw.get("data", {})
+    base = path.parent
+    if "train" in data:
+        data["train"] = _resolve(tuple(data["train"]), base)
+    if "valid" in data:
+        data["valid"] = _resolve(tuple(data["valid"]), base)
+    if data.get("exclude_list"):
+        data["exclude_list"] = _resolve((data["exclude_list"],), base)[0]
+    return from_dict(TrainConfig, raw, str(path))

@@ -1,0 +1,104 @@
+"""What one training step computes, per kind of model. The trainer owns everything else."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from vqaudio.data.dataset import Batch
+from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, masked_l1, masked_mse
+from vqaudio.models.base import CodecModel
+from vqaudio.models.builders import build_codec, build_vocoder
+from vqaudio.spectral import log_mel
+from vqaudio.training.config import TrainConfig
+from vqaudio.vocoders.base import Vocoder
+
+
+@dataclass
+class StepResult:
+    """Loss to minimise, scalars to log, and (for audio outputs) the generated and real audio ``[B, 1, T]``."""
+
+    loss: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+    fake: torch.Tensor | None = None
+    real: torch.Tensor | None = None
+
+
+class Task(ABC):
+    """Owns the model being trained and its losses."""
+
+    model: nn.Module
+    produces_audio: bool = False
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def step(self, model: nn.Module, batch: Batch) -> StepResult:
+        """One forward pass of ``model`` (the possibly DDP-wrapped ``self.model``) on ``batch``."""
+
+
+class CodecTask(Task):
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self.model: CodecModel = build_codec(config.model)
+        self.produces_audio = self.model.family == "waveform"
+        self.stft_loss = MultiResolutionSTFTLoss()
+        self.mel_loss = MelLoss(config.model.mel)
+
+    def step(self, model: nn.Module, batch: Batch) -> StepResult:
+        w = self.config.loss
+        out = model(batch.audio, batch.lengths)
+        q = out.quantizer
+        metrics = {"perplexity": float(q.perplexity.mean()), "n_codebooks": float(q.codes.shape[1])}
+        if self.produces_audio:
+            rec = self.stft_loss(out.reconstruction, out.target)
+            mel = self.mel_loss(out.reconstruction, out.target)
+            loss = w.stft * rec + w.mel_audio * mel
+            metrics.update(stft=float(rec.detach()), mel_audio=float(mel.detach()))
+            fake, real = out.reconstruction, out.target
+        else:
+            l1 = masked_l1(out.reconstruction, out.target, out.mask)
+            l2 = masked_mse(out.reconstruction, out.target, out.mask)
+            loss = w.mel_l1 * l1 + w.mel_l2 * l2
+            metrics.update(mel_l1=float(l1.detach()), mel_l2=float(l2.detach()))
+            fake = real = None
+        loss = loss + w.quantizer * q.loss
+        metrics["commitment"] = float(q.commitment_loss.detach())
+        return StepResult(loss, metrics, fake, real)
+
+
+class VocoderTask(Task):
+    """Trains the learned vocoder on true log-mel features of the training audio."""
+
+    produces_audio = True
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        vocoder = build_vocoder(config.model)
+        assert vocoder is not None  # TrainConfig checks the section exists
+        self.model: Vocoder = vocoder
+        self.stft_loss = MultiResolutionSTFTLoss()
+        self.mel_loss = MelLoss(config.model.mel)
+
+    def step(self, model: nn.Module, batch: Batch) -> StepResult:
+        w = self.config.loss
+        real = batch.audio
+        with torch.no_grad():
+            features = log_mel(real[:, 0], self.config.model.mel)
+        fake = model(features)[:, None, : real.shape[-1]]
+        rec = self.stft_loss(fake, real)
+        mel = self.mel_loss(fake, real)
+        return StepResult(
+            w.stft * rec + w.mel_audio * mel,
+            {"stft": float(rec.detach()), "mel_audio": float(mel.detach())},
+            fake,
+            real,
+        )
+
+
+def build_task(config: TrainConfig) -> Task:
+    return CodecTask(config) if config.task == "codec" else VocoderTask(config)

@@ -1,0 +1,311 @@
+"""The training loop: optimisers, schedule, clipping, DDP, logging, checkpointing and resume.
+
+Model-specific work lives in :mod:`vqaudio.training.tasks`; this module never looks inside a model.
+
+Run directory layout::
+
+    <out>/config.json      the resolved TrainConfig
+    <out>/checkpoint.pt    latest state (atomic); --resume continues from it
+    <out>/metrics.jsonl    one JSON object per logged step / validation
+    <out>/model/           exported model (config.json + model.safetensors) after the last step
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vqaudio.config import to_dict
+from vqaudio.data.dataset import Batch, CropDataset, StepSampler, collate
+from vqaudio.data.manifest import ManifestEntry, read_exclude_list, read_manifest, scan_audio
+from vqaudio.errors import VQAudioError
+from vqaudio.models.base import CodecModel
+from vqaudio.models.io import save_model
+from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vqaudio.training.config import TrainConfig
+from vqaudio.training.discriminators import Discriminators, discriminator_loss, generator_losses
+from vqaudio.training.tasks import Task, build_task
+from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on GPU); a no-op otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def collect_entries(
+    sources: tuple[str, ...], exclude_list: str | None, min_sample_rate: int = 0
+) -> list[ManifestEntry]:
+    """Manifests are read as they are; folders and single files are scanned. Excluded paths are dropped."""
+    exclude = read_exclude_list(exclude_list)
+    entries: list[ManifestEntry] = []
+    for src in sources:
+        if src.endswith(".tsv"):
+            from vqaudio.data.manifest import is_excluded
+
+            entries += [
+                e
+                for e in read_manifest(src)
+                if not is_excluded(e.path.resolve(), exclude) and e.sample_rate >= min_sample_rate
+            ]
+        else:
+            entries += scan_audio([src], exclude=exclude, min_sample_rate=min_sample_rate)
+    return entries
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    def __init__(
+        self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+    ) -> None:
+        self.config = config
+        self.out = Path(out_dir)
+        self.dist = init_distributed()
+        self.progress = progress
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.task: Task = build_task(config)
+        self.model = self.task.model
+        generator = getattr(getattr(self.model, "quantizer", None), "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(config.seed)
+        self.wrapped: nn.Module = self.model
+        if self.dist.world_size > 1:
+            self.wrapped = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+        o = config.optim
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.disc: Discriminators | None = None
+        self.disc_wrapped: nn.Module | None = None
+        self.disc_optimizer: torch.optim.Optimizer | None = None
+        if config.loss.adversarial:
+            if not self.task.produces_audio:
+                raise VQAudioError("adversarial training needs a model that outputs audio (waveform codec or vocoder)")
+            self.disc = Discriminators()
+            self.disc_wrapped = self.disc
+            if self.dist.world_size > 1:
+                self.disc_wrapped = nn.parallel.DistributedDataParallel(self.disc)
+            self.disc_optimizer = torch.optim.AdamW(self.disc.parameters(), lr=o.lr, betas=o.betas)
+        self.step = 0
+        if resume and (self.out / CHECKPOINT).exists():
+            self._load(load_checkpoint(self.out / CHECKPOINT))
+        elif not resume and (self.out / CHECKPOINT).exists():
+            raise VQAudioError(
+                f"{self.out} already holds a checkpoint; pass --resume to continue it or pick another --out"
+            )
+
+    # -- state -----------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng_state(),
+            "config": json.dumps(to_dict(self.config)),
+        }
+        gen = getattr(getattr(self.model, "quantizer", None), "generator", None)
+        if gen is not None:
+            state["quantizer_rng"] = gen.get_state()
+        if self.disc is not None and self.disc_optimizer is not None:
+            state["disc"] = self.disc.state_dict()
+            state["disc_optimizer"] = self.disc_optimizer.state_dict()
+        return state
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        gen = getattr(getattr(self.model, "quantizer", None), "generator", None)
+        if gen is not None and "quantizer_rng" in state:
+            gen.set_state(state["quantizer_rng"])
+        if self.disc is not None and self.disc_optimizer is not None and "disc" in state:
+            self.disc.load_state_dict(state["disc"])
+            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+
+    def _set_lr(self) -> float:
+        o = self.config.optim
+        lr = o.lr * lr_factor(self.step, o.warmup_steps, self.config.steps, o.min_lr_ratio)
+        for opt in (self.optimizer, self.disc_optimizer):
+            if opt is not None:
+                for g in opt.param_groups:
+                    g["lr"] = lr
+        return lr
+
+    # -- data ------------------------------------------------------------------------------------------
+    def _loader(self) -> DataLoader[Any]:
+        d = self.config.data
+        entries = collect_entries(d.train, d.exclude_list, d.min_sample_rate)
+        if not entries:
+            raise VQAudioError("no training audio found in " + ", ".join(d.train))
+        sr = self.config.model.sample_rate
+        segment = int(d.segment_seconds * sr)
+        # Waveform codecs need whole code frames; spectral ones whole mel hops. Round up to the model hop.
+        hop = getattr(self.model, "hop_length", 1)
+        segment = math.ceil(segment / hop) * hop
+        dataset = CropDataset(
+            entries,
+            sr,
+            segment,
+            seed=self.config.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            cache=d.cache,
+        )
+        remaining = (self.config.steps - self.step) * d.batch_size
+        sampler = StepSampler(self.step * d.batch_size, max(0, remaining))
+        return DataLoader(
+            dataset,
+            batch_size=d.batch_size,
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=d.num_workers,
+            persistent_workers=False,
+        )
+
+    # -- loop ------------------------------------------------------------------------------------------
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _train_step(self, batch: Batch) -> dict[str, float]:
+        cfg = self.config
+        self.wrapped.train()
+        lr = self._set_lr()
+        result = self.task.step(self.wrapped, batch)
+        loss = result.loss
+        metrics = dict(result.metrics)
+        adversarial = self.disc_wrapped is not None and self.step >= cfg.loss.adv_start_step
+        if adversarial and result.fake is not None and result.real is not None:
+            assert self.disc_wrapped is not None and self.disc_optimizer is not None
+            # Discriminator step on detached audio, then the generator's adversarial + feature-matching terms.
+            d_loss = discriminator_loss(self.disc_wrapped(result.real), self.disc_wrapped(result.fake.detach()))
+            self.disc_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            nn.utils.clip_grad_norm_(self.disc_wrapped.parameters(), cfg.optim.grad_clip)
+            self.disc_optimizer.step()
+            adv, fm = generator_losses(self.disc_wrapped(result.real), self.disc_wrapped(result.fake))
+            loss = loss + cfg.loss.adv_weight * adv + cfg.loss.feature_matching * fm
+            metrics.update(disc=float(d_loss.detach()), adv=float(adv.detach()), fm=float(fm.detach()))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        metrics.update(loss=float(loss.detach()), lr=lr, grad_norm=float(grad_norm))
+        return metrics
+
+    def _validate(self) -> dict[str, float]:
+        from vqaudio.training.validate import validate
+
+        return validate(self.task, self.config)
+
+    def _sync_buffers(self) -> None:
+        """EMA codebooks are buffers updated locally; make every rank hold rank 0's before saving."""
+        if self.dist.world_size > 1:
+            for buf in self.model.buffers():
+                dist.broadcast(buf, src=0)
+
+    def state_checksum(self) -> str:
+        """sha256 over every parameter and buffer: equal on all ranks after a correct DDP run."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for key, value in sorted(self.model.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def _check_ranks_agree(self) -> None:
+        """Gather each rank's weight checksum; log them and refuse to export if the ranks diverged."""
+        if self.dist.world_size <= 1:
+            return
+        sums: list[str | None] = [None] * self.dist.world_size
+        dist.all_gather_object(sums, self.state_checksum())
+        self._log({"step": self.step, "rank_checksums": sums})
+        if len(set(sums)) != 1:
+            raise VQAudioError(f"DDP ranks ended with different weights: {sums}")
+
+    def export(self) -> Path:
+        codec = self.model if isinstance(self.model, CodecModel) else None
+        vocoder = self.model if isinstance(self.model, ISTFTVocoder) else None
+        card = {"training": {"steps": self.step, "config": to_dict(self.config)}}
+        return save_model(
+            self.out / "model",
+            self.config.name,
+            self.config.model,
+            codec,
+            vocoder,
+            card=card,
+        )
+
+    def fit(self) -> Path:
+        """Train to ``config.steps`` (continuing from a checkpoint if resumed) and export the model."""
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+        loader = self._loader()
+        bar = None
+        if self.progress and self.dist.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.name, dynamic_ncols=True)
+        t0 = time.time()
+        for batch in loader:
+            metrics = self._train_step(batch)
+            self.step += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", ppl=f"{metrics.get('perplexity', 0):.0f}")
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                self._log({"step": self.step, "time": round(time.time() - t0, 2), **metrics})
+            if self.step % cfg.valid_every == 0 and self.dist.is_main and cfg.data.valid:
+                self._log({"step": self.step, "valid": self._validate()})
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self._sync_buffers()
+                if self.dist.is_main:
+                    save_checkpoint(self.out / CHECKPOINT, self._state())
+        if bar is not None:
+            bar.close()
+        self._sync_buffers()
+        self._check_ranks_agree()
+        path = self.out / "model"
+        if self.dist.is_main:
+            path = self.export()
+        if self.dist.world_size > 1:
+            dist.barrier()
+        return path
