@@ -308,13 +308,17 @@ def train(
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Override the number of steps.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch threads per process.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value, e.g. --set 'data.train=[\"data/train.tsv\"]'."),
+    ] = None,
 ) -> None:
     """Train a codec or a vocoder from a config; works under torchrun for DDP."""
     try:
-        from vqaudio.training.config import load_config
+        from vqaudio.training.config import load_config, parse_override
         from vqaudio.training.trainer import Trainer
 
-        overrides: dict[str, object] = {}
+        overrides: dict[str, object] = dict(parse_override(s) for s in settings or [])
         if steps is not None:
             overrides["steps"] = steps
         if threads is not None:

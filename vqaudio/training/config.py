@@ -91,6 +91,18 @@ class TrainConfig:
             raise ConfigError("steps and the *_every intervals must be >= 1")
 
 
+def parse_override(text: str) -> tuple[str, object]:
+    """``key.path=value`` with a TOML value (bare words are taken as strings)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        parsed: object = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
 def _resolve(paths: tuple[str, ...], base: Path) -> tuple[str, ...]:
     return tuple(str(p if Path(p).is_absolute() else (base / p)) for p in paths)
 
@@ -104,18 +116,20 @@ def load_config(path: str | Path, overrides: dict[str, object] | None = None) ->
         raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    # Paths in the file are relative to the file; paths given as overrides are relative to the caller's cwd.
+    data = raw.get("data", {})
+    base = path.parent
+    for key in ("train", "valid"):
+        if key in data:
+            data[key] = _resolve(tuple(data[key]), base)
+    if data.get("exclude_list"):
+        data["exclude_list"] = _resolve((data["exclude_list"],), base)[0]
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: {p} is not a table")
         node[leaf] = value
-    data = raw.get("data", {})
-    base = path.parent
-    if "train" in data:
-        data["train"] = _resolve(tuple(data["train"]), base)
-    if "valid" in data:
-        data["valid"] = _resolve(tuple(data["valid"]), base)
-    if data.get("exclude_list"):
-        data["exclude_list"] = _resolve((data["exclude_list"],), base)[0]
     return from_dict(TrainConfig, raw, str(path))

@@ -61,11 +61,14 @@ def init_distributed() -> DistInfo:
 def collect_entries(
     sources: tuple[str, ...], exclude_list: str | None, min_sample_rate: int = 0
 ) -> list[ManifestEntry]:
-    """Manifests are read as they are; folders and single files are scanned. Excluded paths are dropped."""
+    """Manifests (``.tsv``) are read as they are, file lists (``.list``, one path a line) and folders are
+    scanned. Excluded paths are dropped."""
     exclude = read_exclude_list(exclude_list)
     entries: list[ManifestEntry] = []
     for src in sources:
-        if src.endswith(".tsv"):
+        if src.endswith(".list"):
+            entries += scan_audio(read_exclude_list(src), exclude=exclude, min_sample_rate=min_sample_rate)
+        elif src.endswith(".tsv"):
             from vqaudio.data.manifest import is_excluded
 
             entries += [
