@@ -300,9 +300,7 @@ def test_wav_truncated_in_data_reads_what_is_there(tmp_path: Path) -> None:
     data = load_audio(path)
 
     assert data.samples.shape == (2, 400)
-    np.testing.assert_array_equal(
-        data.samples.numpy(), load_audio(tmp_path / "src.wav").samples[:, :400].numpy()
-    )
+    np.testing.assert_array_equal(data.samples.numpy(), load_audio(tmp_path / "src.wav").samples[:, :400].numpy())
 
 
 def test_flac_truncated(tmp_path: Path) -> None:
@@ -443,9 +441,7 @@ def test_save_leaves_no_temp_files(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["a.wav", "b.flac"]
 
 
-def test_failed_write_keeps_existing_file_and_cleans_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_keeps_existing_file_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "x.wav"
     path.write_bytes(b"precious")
 

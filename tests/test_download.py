@@ -363,9 +363,7 @@ def test_extract_tar_refuses_symlink_stepping_stone(tmp_path: Path) -> None:
     assert not (tmp_path / "evil").exists()
 
 
-def test_download_librispeech_end_to_end(
-    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_download_librispeech_end_to_end(server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = _librispeech_tar_gz("dev-clean")
     server.publish("dev-clean.tar.gz", archive)
     # The official md5 belongs to the real 337 MB archive; check against our tiny one instead.
@@ -407,3 +405,29 @@ def test_download_librispeech_archive_without_subset_dir(
     with pytest.raises(DownloadError, match="LibriSpeech/test-clean"):
         download_librispeech(tmp_path, ["test-clean"], base_url=server.url, progress=False)
     assert not (tmp_path / "test-clean.tar.gz.extracted").exists()
+
+
+def test_extract_zip_refuses_escaping_members(tmp_path: Path) -> None:
+    import zipfile
+
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("fma_small/000/000002.mp3", b"not really mp3")
+    out = download.extract_zip(good, tmp_path / "out")
+    assert (out / "fma_small" / "000" / "000002.mp3").read_bytes() == b"not really mp3"
+    assert download.extract_zip(good, tmp_path / "out") == out  # marker makes it idempotent
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../evil", b"x")
+    with pytest.raises(DownloadError, match="outside"):
+        download.extract_zip(bad, tmp_path / "out2")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_sha1_verification(server: _Server, tmp_path: Path) -> None:
+    payload = _payload()
+    url = server.publish("archive.zip", payload)
+    res = download_file(url, tmp_path / "a.zip", sha1=hashlib.sha1(payload).hexdigest(), progress=False)
+    assert res.verified
+    with pytest.raises(DownloadError, match="sha1 mismatch"):
+        download_file(url, tmp_path / "b.zip", sha1="0" * 40, progress=False)

@@ -117,9 +117,7 @@ def test_pesq_of_silence_is_nan() -> None:
     assert math.isnan(ev.pesq_wb(silence, silence, RATE))
 
 
-def test_missing_optional_dependency_names_the_extra(
-    speech: np.ndarray, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_optional_dependency_names_the_extra(speech: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     # A None entry in sys.modules makes `import pesq` raise ImportError.
     monkeypatch.setitem(sys.modules, "pesq", None)
     with pytest.raises(VQAudioError, match=r"pip install vqaudio\[eval\]"):

@@ -1,4 +1,4 @@
-"""The LibriSpeech recipe's debug run, stages 1 to 6, on a synthetic LibriSpeech-layout corpus."""
+"""Each recipe's debug run, stages 1 to 6, on a synthetic corpus in the recipe's layout."""
 
 from __future__ import annotations
 
@@ -7,29 +7,50 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 from conftest import speech_like
 
 from vqaudio.models.io import load_model
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "librispeech" / "run.sh"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
-def test_debug_recipe_end_to_end(tmp_path: Path) -> None:
-    corpus = tmp_path / "LibriSpeech"
+def _librispeech_corpus(root: Path) -> list[str]:
     for subset, speakers in (("train-clean-100", ("19", "26", "27")), ("dev-clean", ("84",))):
         for i, spk in enumerate(speakers):
-            d = corpus / subset / spk / "1"
+            d = root / subset / spk / "1"
             d.mkdir(parents=True)
             sf.write(d / f"{spk}-1-0000.flac", speech_like(1.5, 16000, f0=100 + 30 * i, seed=i), 16000)
+    return []
+
+
+def _music_corpus(root: Path) -> list[str]:
+    for folder, n in (("000", 3), ("155", 1)):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            # Chords of harmonic tones at 44.1 kHz stereo: resampled and downmixed by the pipeline.
+            x = speech_like(1.5, 44100, f0=220 * (1 + i / 4), seed=i) + speech_like(1.5, 44100, f0=330, seed=9)
+            sf.write(root / folder / f"{folder}{i:03d}.wav", [[v, v] for v in x * 0.5], 44100)
+    return ["--dev-subdir", "155"]
+
+
+@pytest.mark.parametrize("recipe", ["librispeech", "music"])
+def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    extra = (_librispeech_corpus if recipe == "librispeech" else _music_corpus)(corpus)
     bindir = Path(sys.executable).parent
     env = {**os.environ, "VQAUDIO": str(bindir / "vqaudio"), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     work = tmp_path / "work"
-    cmd = ["bash", str(RECIPE), "--debug", "--corpus", str(corpus), "--workdir", str(work)]
+    cmd = ["bash", str(RECIPES / recipe / "run.sh"), "--debug", "--corpus", str(corpus), "--workdir", str(work), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     exp = work / "exp" / "debug"
     assert all((exp / f".stage{i}.done").exists() for i in range(1, 7))
+    # The held-out files never reach the training manifest.
+    valid = (work / "data" / "debug" / "valid.list").read_text().split()
+    train = (work / "data" / "debug" / "train.tsv").read_text()
+    assert valid and not any(Path(v).name in train for v in valid)
     release = load_model(exp / "release")
     assert release.codec is not None and release.vocoder is not None
     assert (exp / "release" / "README.md").exists()

@@ -410,9 +410,7 @@ def test_stale_sidecar_also_blocks_overwrite(tmp_path: Path) -> None:
     assert listing(tmp_path) == ["tokens.npy.json"]
 
 
-def test_failed_write_leaves_no_temp_file_and_keeps_old_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_leaves_no_temp_file_and_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "tokens.npy"
     header = make_header(16, 2, 3)
     save_codes(path, make_codes(16, 2, 3), header, fmt="npy")
@@ -504,9 +502,7 @@ def test_codes_without_sidecar_get_an_unknown_header(tmp_path: Path, fmt: str) -
     with pytest.raises(TokenFileError, match=r"bare\.\w+ does not say which model made it.*--model"):
         check_compatible(tf.header, "speech-16k", CHECKSUM, 1024, 8, source=path)
 
-    chosen = assume_model(
-        tf.header, model_id="speech-16k", model_checksum=CHECKSUM, sample_rate=16000, frame_rate=50.0
-    )
+    chosen = assume_model(tf.header, model_id="speech-16k", model_checksum=CHECKSUM, sample_rate=16000, frame_rate=50.0)
     check_compatible(chosen, "speech-16k", CHECKSUM, 1024, 8, source=path)
     assert chosen.original_length == 3 * 320
     # Codes the chosen model cannot look up are still refused.
@@ -545,9 +541,7 @@ def test_npy_sidecar_must_match_codes(tmp_path: Path) -> None:
     path = tmp_path / "t.npy"
     save_codes(path, make_codes(16, 2, 3), make_header(16, 2, 3), fmt="npy")
     np.save(path, make_codes(16, 2, 4))
-    with pytest.raises(
-        TokenFileError, match=r"t.npy holds codes of shape \[2, 4\] but its header says \[2, 3\]"
-    ):
+    with pytest.raises(TokenFileError, match=r"t.npy holds codes of shape \[2, 4\] but its header says \[2, 3\]"):
         load_codes(path)
     np.save(path, np.full((2, 3), 20))
     with pytest.raises(TokenFileError, match="code 20 .* outside 0..15"):

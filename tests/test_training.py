@@ -90,40 +90,29 @@ def test_resume_is_exact(corpus: Path, tmp_path: Path) -> None:
     assert resumed.state_checksum() == straight.state_checksum()
 
 
-def _train_cmd(cfg: Path, out: Path, *extra: str) -> list[str]:
+def _train_cmd(corpus: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
         "vqaudio.cli",
         "train",
         "--config",
-        str(cfg),
+        str(DEBUG),
         "--out",
         str(out),
         "--no-progress",
+        "--set",
+        f'data.train=["{corpus}"]',
+        "--set",
+        "data.valid=[]",
         *extra,
     ]
 
 
-def _write_config(corpus: Path, tmp_path: Path, steps: int, checkpoint_every: int) -> Path:
-    text = DEBUG.read_text()
-    text = text.replace(
-        'train = ["../../../../shared/data/speech/librispeech/train-clean-100"]', f'train = ["{corpus}"]'
-    )
-    text = text.replace('exclude_list = "../../../../shared/data/speech/dev.list"\n', "")
-    text = text.replace('valid = ["../../../../shared/data/speech/librispeech/dev-clean"]', "valid = []")
-    text = text.replace("steps = 30", f"steps = {steps}").replace(
-        "checkpoint_every = 10", f"checkpoint_every = {checkpoint_every}"
-    )
-    path = tmp_path / "debug.toml"
-    path.write_text(text)
-    return path
-
-
 def test_sigkill_then_resume_completes(corpus: Path, tmp_path: Path) -> None:
-    cfg = _write_config(corpus, tmp_path, steps=400, checkpoint_every=5)
     out = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(cfg, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = _train_cmd(corpus, out, "--set", "checkpoint_every=5")
+    proc = subprocess.Popen([*cmd, "--steps", "400"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -138,7 +127,7 @@ def test_sigkill_then_resume_completes(corpus: Path, tmp_path: Path) -> None:
     killed_at = load_checkpoint(out / CHECKPOINT)["step"]
     assert 10 <= killed_at < 400
     done = subprocess.run(
-        _train_cmd(cfg, out, "--resume", "--steps", str(killed_at + 10)), capture_output=True, text=True, timeout=300
+        [*cmd, "--resume", "--steps", str(killed_at + 10)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert load_checkpoint(out / CHECKPOINT)["step"] == killed_at + 10
@@ -146,25 +135,10 @@ def test_sigkill_then_resume_completes(corpus: Path, tmp_path: Path) -> None:
 
 
 def test_torchrun_two_ranks_agree(corpus: Path, tmp_path: Path) -> None:
-    cfg = _write_config(corpus, tmp_path, steps=6, checkpoint_every=3)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "vqaudio.cli",
-        "train",
-        "--config",
-        str(cfg),
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
+    train = _train_cmd(corpus, out, "--steps", "6", "--set", "checkpoint_every=3")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *train[1:]]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

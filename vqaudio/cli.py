@@ -99,7 +99,9 @@ def tokenize(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (one input only).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", "-d", help="Folder for outputs (many inputs).")] = None,
     model: ModelOpt = "speech-16k",
-    fmt: Annotated[TokenFormat, typer.Option("--format", help="Token file format.")] = TokenFormat.vqt,
+    fmt: Annotated[
+        TokenFormat | None, typer.Option("--format", help="Token file format (default: from -o's suffix, else vqt).")
+    ] = None,
     n_codebooks: NCodebooksOpt = None,
     force: ForceOpt = False,
 ) -> None:
@@ -111,6 +113,11 @@ def tokenize(
         paths = _gather_inputs(inputs)
         if output is not None and len(paths) > 1:
             raise VQAudioError("--output takes one input; use --out-dir for several")
+        suffix = output.suffix.lstrip(".").lower() if output is not None else ""
+        implied = TokenFormat(suffix) if suffix in TokenFormat._value2member_map_ else None
+        if fmt is not None and implied is not None and fmt != implied:
+            raise VQAudioError(f"--format {fmt.value} does not match the output name {output}")
+        fmt = fmt or implied or TokenFormat.vqt
         tok = load(model)
         targets = []
         for p in paths:

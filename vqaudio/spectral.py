@@ -104,10 +104,15 @@ class MelConfig:
 
 @functools.lru_cache(maxsize=16)
 def _window(win_length: int, n_fft: int) -> torch.Tensor:
-    """Periodic Hann window of ``win_length`` zero-padded to ``n_fft`` with the window centred."""
-    w = torch.hann_window(win_length, periodic=True, dtype=torch.float32)
-    left = (n_fft - win_length) // 2
-    return F.pad(w, (left, n_fft - win_length - left))
+    """Periodic Hann window of ``win_length`` zero-padded to ``n_fft`` with the window centred.
+
+    Cached tensors are made outside inference mode: one first built under ``torch.inference_mode()`` could
+    not later be saved for backward by a training step.
+    """
+    with torch.inference_mode(False):
+        w = torch.hann_window(win_length, periodic=True, dtype=torch.float32)
+        left = (n_fft - win_length) // 2
+        return F.pad(w, (left, n_fft - win_length - left))
 
 
 def stft(audio: torch.Tensor, config: STFTConfig) -> torch.Tensor:
@@ -169,7 +174,8 @@ def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: f
     import librosa  # librosa is slow to import; only feature code needs it
 
     basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, norm="slaney")
-    return torch.from_numpy(basis).float()
+    with torch.inference_mode(False):  # see _window
+        return torch.from_numpy(basis).float()
 
 
 def mel_basis(config: MelConfig) -> torch.Tensor:

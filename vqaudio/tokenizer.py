@@ -181,7 +181,15 @@ class Tokenizer:
             return stream, stream.original_sample_rate, stream.original_channels
         if sample_rate is None:
             raise VQAudioError("sample_rate is required when encoding an array")
-        x = torch.as_tensor(audio).float()
+        if sample_rate <= 0:
+            raise VQAudioError(f"sample_rate must be positive, got {sample_rate}")
+        x = torch.as_tensor(audio)
+        if not x.is_floating_point():
+            # Integer PCM: scale to [-1, 1) as a sound file reader would.
+            if x.dtype not in (torch.int8, torch.int16, torch.int32):
+                raise VQAudioError(f"audio must be float or int8/16/32 PCM, got {x.dtype}")
+            x = x.float() / float(2 ** (torch.iinfo(x.dtype).bits - 1))
+        x = x.float()
         if x.dim() == 1:
             x = x[None]
         if x.dim() != 2:
@@ -256,6 +264,8 @@ class Tokenizer:
         layer, so each item gets exactly the codes it gets alone.
         """
         n = self._n(n_codebooks)
+        if not audios:
+            return []
         prepared = [self._prepare(a, sample_rate) for a in audios]
         mono = [next(iter(blocks)) for blocks, _, _ in prepared]
         lengths = torch.tensor([m.numel() for m in mono])
@@ -315,6 +325,10 @@ class Tokenizer:
         voc = self._vocoder(vocoder)
         if codes.dim() != 2:
             raise VQAudioError(f"codes must be [K, F], got shape {tuple(codes.shape)}")
+        if codes.shape[1] == 0:
+            raise VQAudioError("there are no code frames to decode")
+        if codes.is_floating_point():
+            raise VQAudioError(f"codes must be integers, got {codes.dtype}")
         self._n(codes.shape[0])
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
             raise VQAudioError(f"codes must lie in [0, {self.codebook_size}) for {self.name}")
@@ -336,7 +350,7 @@ class Tokenizer:
                 codes.header, self.name, self.checksum, self.codebook_size, self.num_codebooks, source=source
             )
             return torch.from_numpy(np.asarray(codes.codes)).long(), codes.header.original_length
-        return torch.as_tensor(codes).long(), None
+        return torch.as_tensor(codes), None
 
     def decode(
         self,
@@ -351,7 +365,7 @@ class Tokenizer:
         """
         tensor, original = self._codes_and_length(codes)
         audio = torch.cat(list(self.iter_decode(tensor, vocoder)))
-        length = length or original
+        length = length if length is not None else original
         if length is not None:
             audio = audio[:length]
         return AudioData(samples=audio[None].clamp(-1, 1), sample_rate=self.sample_rate)

@@ -117,9 +117,9 @@ class _Tally:
     resumed: bool = False
 
 
-def _md5_of(path: Path) -> str:
-    """Hex md5 of a file, read in chunks so a 30 GB archive needs no more than 1 MiB of memory."""
-    digest = hashlib.md5(usedforsecurity=False)
+def _digest_of(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in chunks so a 30 GB archive needs no more than 1 MiB of memory."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
@@ -234,6 +234,7 @@ def download_file(
     dest: str | Path,
     *,
     md5: str | None = None,
+    sha1: str | None = None,
     chunk_size: int = 1 << 20,
     retries: int = 3,
     timeout: float = 30.0,
@@ -250,6 +251,7 @@ def download_file(
         url: http(s) URL of the file.
         dest: final path; its parent directory is created.
         md5: expected hex md5; None skips verification.
+        sha1: expected hex sha1, for archives published with sha1 sums (used instead of ``md5``).
         chunk_size: bytes read per network call.
         retries: extra attempts after a connection error, timeout or 5xx answer; each resumes.
         timeout: seconds a connect or a single read may block.
@@ -267,14 +269,15 @@ def download_file(
         raise ValueError(f"need retries >= 0, chunk_size > 0, timeout > 0; got {retries}, {chunk_size}, {timeout}")
     dest = Path(dest)
     part = _part_path(dest)
-    expected = md5.lower() if md5 is not None else None
+    algorithm = "sha1" if sha1 is not None else "md5"
+    expected = (sha1 or md5 or "").lower() or None
 
     if dest.exists():
         if expected is None:
             return DownloadResult(dest, 0, False, False)
-        if _md5_of(dest) == expected:
+        if _digest_of(dest, algorithm) == expected:
             return DownloadResult(dest, 0, False, True)
-        logger.warning("%s does not match its md5; downloading it again", dest)
+        logger.warning("%s does not match its %s; downloading it again", dest, algorithm)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     opener = _build_opener()
@@ -303,10 +306,12 @@ def download_file(
 
     verified = False
     if expected is not None:
-        actual = _md5_of(part)
+        actual = _digest_of(part, algorithm)
         if actual != expected:
             part.unlink(missing_ok=True)
-            raise DownloadError(f"{url}: md5 mismatch (expected {expected}, got {actual}); the file was deleted")
+            raise DownloadError(
+                f"{url}: {algorithm} mismatch (expected {expected}, got {actual}); the file was deleted"
+            )
         verified = True
     os.replace(part, dest)
     return DownloadResult(dest, tally.received, tally.resumed, verified)
@@ -449,3 +454,52 @@ def download_librispeech(
             marker.unlink(missing_ok=True)
             raise DownloadError(f"{archive}: archive did not contain LibriSpeech/{subset}")
     return corpus
+
+
+# The Free Music Archive (Defferrard et al., ISMIR 2017): 30 s clips under Creative Commons licenses (per track),
+# with sha1 sums published by the dataset's authors.
+FMA_URL = "https://os.unil.cloud.switch.ch/fma"
+FMA_SHA1: dict[str, str] = {
+    "fma_metadata": "f0df49ffe5f2a6008d7dc83c6915b31835dfe733",
+    "fma_small": "ade154f733639d52e35e32f5593efe5be76c6d70",
+    "fma_medium": "c67b69ea232021025fca9231fc1c7c1a063ab50b",
+}
+
+
+def extract_zip(archive: str | Path, dest_dir: str | Path) -> Path:
+    """Safely extract a zip archive into ``dest_dir`` (members escaping it are refused); idempotent via a marker."""
+    import zipfile
+
+    archive, dest = Path(archive), Path(dest_dir)
+    marker = _marker_path(archive, dest)
+    if marker.exists():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(dest)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                target = os.path.realpath(os.path.join(root, info.filename))
+                if os.path.isabs(info.filename) or os.path.commonpath([root, target]) != root:
+                    raise DownloadError(f"{archive}: member {info.filename!r} would be written outside {dest}")
+                zf.extract(info, dest)
+            count = len(zf.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DownloadError(f"{archive}: cannot extract: {exc}") from exc
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(f"{archive.name}\n{count} members\n", encoding="utf-8")
+    os.replace(tmp, marker)
+    return dest
+
+
+def download_fma(
+    root: str | Path, subset: str = "fma_small", *, base_url: str = FMA_URL, progress: bool = True
+) -> Path:
+    """Download (resumable, sha1-checked) and extract an FMA subset into ``root/<subset>``."""
+    if subset not in FMA_SHA1:
+        raise ConfigError(f"unknown FMA subset {subset!r} (known: {', '.join(FMA_SHA1)})")
+    root = Path(root)
+    archive = root / f"{subset}.zip"
+    download_file(f"{base_url.rstrip('/')}/{subset}.zip", archive, sha1=FMA_SHA1[subset], progress=progress)
+    extract_zip(archive, root)
+    return root / subset

@@ -115,7 +115,10 @@ def load_model(directory: str | Path, *, verify: bool = True) -> LoadedModel:
         raise ModelError(f"{cfg_path}: unreadable model config ({e})") from None
     if not isinstance(meta, dict) or "model" not in meta or "weights" not in meta:
         raise ModelError(f"{cfg_path}: not a vqaudio model config")
-    if int(meta.get("format", 0)) > MODEL_FORMAT:
+    fmt = meta.get("format", 0)
+    if not isinstance(fmt, int) or not isinstance(meta["weights"], dict):
+        raise ModelError(f"{cfg_path}: not a vqaudio model config (bad 'format' or 'weights')")
+    if fmt > MODEL_FORMAT:
         raise ModelError(f"{cfg_path}: model format {meta['format']} is newer than this vqaudio reads; upgrade")
     try:
         config = from_dict(ModelConfig, meta["model"], "model")
@@ -141,11 +144,14 @@ def load_model(directory: str | Path, *, verify: bool = True) -> LoadedModel:
         state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         ref = module.state_dict()
         state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if missing or unexpected:
+        mismatched = [k for k, v in state.items() if k in ref and v.shape != ref[k].shape]
+        missing, unexpected = [], []
+        if not mismatched:
+            missing, unexpected = module.load_state_dict(state, strict=False)
+        if missing or unexpected or mismatched:
             raise ModelError(
                 f"{weights}: weights do not match the config ({prefix}: "
-                f"{len(missing)} missing, {len(unexpected)} unexpected tensors)"
+                f"{len(missing)} missing, {len(unexpected)} unexpected, {len(mismatched)} misshapen tensors)"
             )
     for module in (codec, vocoder):
         if module is not None:

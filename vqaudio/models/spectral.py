@@ -163,10 +163,13 @@ class SpectralVQVAE(CodecModel):
     def _mel_and_mask(self, audio: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if audio.dim() == 2:
             audio = audio[:, None]
-        mel = self.features(audio)
         hop = self.mel_config.stft.hop_length
         if lengths is None:
             lengths = torch.full((audio.shape[0],), audio.shape[-1], device=audio.device)
+        else:
+            # Samples past an item's length must not leak into its last frames: zero them, as padding would be.
+            audio = audio * lengths_to_mask(lengths, audio.shape[-1])
+        mel = self.features(audio)
         mel_lengths = torch.clamp((lengths + hop - 1) // hop, min=1)
         return mel, lengths_to_mask(mel_lengths, mel.shape[-1])
 

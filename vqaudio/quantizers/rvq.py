@@ -67,20 +67,24 @@ class ResidualVectorQuantizer(BaseQuantizer):
         dropout = self.training and n_codebooks is None and self.config.dropout > 0
         if dropout and torch.rand((), generator=self.generator) < self.config.dropout:
             n = int(torch.randint(1, self.num_codebooks + 1, (), generator=self.generator))
-        residual = x
-        quantized = torch.zeros_like(x)
+        xf = x.float()
+        residual = xf
+        quantized = torch.zeros_like(xf)
         codes, commits, books, perps = [], [], [], []
         for layer in self.layers[:n]:
             out = layer(residual, mask)
             # Subtract the codeword itself (not the straight-through value) so later stages see the true residual.
             residual = residual - out.quantized.detach()
-            quantized = quantized + out.quantized
+            quantized = quantized + out.quantized.detach()
             codes.append(out.codes)
             commits.append(out.commitment_loss)
             books.append(out.codebook_loss)
             perps.append(out.perplexity)
+        # One straight-through path for the sum: the encoder gets the decoder's gradient once, not once per
+        # codebook (which would rescale it with the number of codebooks quantizer dropout draws).
+        quantized = xf + (quantized - xf).detach()
         return QuantizerOutput(
-            quantized=quantized,
+            quantized=quantized.to(x.dtype),
             codes=torch.cat(codes, dim=1),
             commitment_loss=torch.stack(commits).sum(),
             codebook_loss=torch.stack(books).sum(),

@@ -45,11 +45,27 @@ class VQConfig:
             raise ConfigError("beta and dead_threshold must be >= 0")
 
 
-def kmeans(samples: torch.Tensor, k: int, iters: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Plain Lloyd k-means on ``[N, D]``; returns ``[k, D]`` centroids (empty clusters keep their seed)."""
+def _kmeans_pp_seeds(samples: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    """k-means++ seeding (Arthur and Vassilvitskii 2007): each new seed is drawn with probability proportional
+    to its squared distance from the seeds so far, so separate clusters each get one."""
     n = samples.shape[0]
-    idx = torch.randint(n, (k,), generator=generator) if n < k else torch.randperm(n, generator=generator)[:k]
-    centroids = samples[idx].clone()
+    first = int(torch.randint(n, (1,), generator=generator))
+    seeds = [first]
+    dist = (samples - samples[first]).pow(2).sum(1)
+    for _ in range(1, k):
+        total = float(dist.sum())
+        if total <= 0:  # fewer distinct points than seeds: fill with random repeats
+            seeds.append(int(torch.randint(n, (1,), generator=generator)))
+            continue
+        nxt = int(torch.multinomial(dist / total, 1, generator=generator))
+        seeds.append(nxt)
+        dist = torch.minimum(dist, (samples - samples[nxt]).pow(2).sum(1))
+    return samples[torch.tensor(seeds)].clone()
+
+
+def kmeans(samples: torch.Tensor, k: int, iters: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Lloyd k-means on ``[N, D]`` with k-means++ seeds; returns ``[k, D]`` (empty clusters keep their seed)."""
+    centroids = _kmeans_pp_seeds(samples, k, generator)
     for _ in range(iters):
         assign = torch.cdist(samples, centroids).argmin(dim=1)
         sums = torch.zeros_like(centroids).index_add_(0, assign, samples)

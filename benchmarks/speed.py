@@ -1,0 +1,153 @@
+"""Speed and memory of vqaudio models: x real-time for tokenize and resynth, and peak memory.
+
+    python benchmarks/speed.py --model speech-16k --audio examples/hello.wav --threads 2
+    python benchmarks/speed.py --model speech-16k --long-seconds 3600     # peak memory on a 1-hour file
+
+Every measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. x real-time
+is audio seconds divided by the median wall time of ``--repeats`` runs after one warm-up. Time the machine
+when nothing else runs: a background job halves what this sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _worker(args: argparse.Namespace) -> dict[str, object]:
+    import torch
+
+    import vqaudio
+    from vqaudio.audio import load_audio
+
+    torch.set_num_threads(args.threads)
+    tok = vqaudio.load(args.model)
+    k = args.n_codebooks
+    if args.task == "long":
+        # Stream a long file through encode; only the codes are kept in memory.
+        t0 = time.perf_counter()
+        enc = tok.encode(args.audio, n_codebooks=k)
+        wall = time.perf_counter() - t0
+        seconds = enc.original_length / enc.sample_rate
+        return {
+            "task": "tokenize-long",
+            "seconds": seconds,
+            "x_realtime": seconds / wall,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    audio = load_audio(args.audio, sample_rate=tok.sample_rate, mono=True).samples[0]
+    seconds = audio.numel() / tok.sample_rate
+
+    def run() -> None:
+        if args.task == "tokenize":
+            tok.encode(audio, tok.sample_rate, n_codebooks=k)
+        else:
+            tok.resynth(audio, tok.sample_rate, n_codebooks=k, vocoder=args.vocoder)
+
+    run()
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    wall = statistics.median(times)
+    return {
+        "task": args.task,
+        "vocoder": args.vocoder,
+        "seconds": seconds,
+        "x_realtime": seconds / wall,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _make_long_file(seconds: float, path: Path) -> Path:
+    """A long 16 kHz wav made by repeating the example clip, written block by block."""
+    import soundfile as sf
+
+    clip, sr = sf.read(Path(__file__).resolve().parents[1] / "examples" / "hello.wav", dtype="float32")
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        written = 0
+        while written < seconds * sr:
+            f.write(clip)
+            written += clip.shape[0]
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="speech-16k")
+    p.add_argument("--audio", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "hello.wav")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--n-codebooks", type=int, default=None)
+    p.add_argument("--vocoders", nargs="+", default=["learned", "griffin-lim"])
+    p.add_argument("--long-seconds", type=float, default=0.0, help="also stream-encode a file this long")
+    p.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
+    p.add_argument("--task", choices=["tokenize", "resynth", "long"], help=argparse.SUPPRESS)
+    p.add_argument("--vocoder", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.task:  # subprocess mode
+        print(json.dumps(_worker(args)))
+        return 0
+
+    def measure(task: str, audio: Path, vocoder: str | None = None) -> dict[str, object]:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--task",
+            task,
+            "--model",
+            args.model,
+            "--audio",
+            str(audio),
+            "--threads",
+            str(args.threads),
+            "--repeats",
+            str(args.repeats),
+        ]
+        if args.n_codebooks:
+            cmd += ["--n-codebooks", str(args.n_codebooks)]
+        if vocoder:
+            cmd += ["--vocoder", vocoder]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    rows = [measure("tokenize", args.audio)]
+    import vqaudio
+
+    available = vqaudio.load(args.model).vocoders or (None,)
+    rows += [measure("resynth", args.audio, v) for v in args.vocoders if v in available]
+    if available == (None,):
+        rows.append(measure("resynth", args.audio))
+    if args.long_seconds:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows.append(measure("long", _make_long_file(args.long_seconds, Path(tmp) / "long.wav")))
+    k = args.n_codebooks or "all"
+    lines = [
+        f"Speed of `{args.model}` ({k} codebooks), {args.threads} threads, median of {args.repeats} runs:",
+        "",
+        "| task | vocoder | audio (s) | x real-time | peak memory (MB) |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r.get('vocoder') or '-'} | {float(r['seconds']):.1f} | "  # type: ignore[arg-type]
+            f"{float(r['x_realtime']):.0f} | {float(r['peak_rss_mb']):.0f} |"
+        )  # type: ignore[arg-type]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+# Shared stages of the vqaudio recipes, sourced by recipes/<name>/run.sh after it sets:
+#   name           default model name (exp/<name>, data/<name>)
+#   codec_conf, voc_conf, debug_codec_conf, debug_voc_conf   configs below the recipe's conf/
+#   min_rate       skip training files below this sample rate
+#   download_cmd   python statement that downloads the corpus into $work/download (stage 1)
+#   default_corpus where download_cmd leaves the corpus
+#   train_subdir   sub-folder of a corpus root that holds the training audio (empty: the whole root)
+#   dev_subdir     sub-folder of a corpus root that holds the held-out audio (when no --dev-list is given)
+#
+# Options: --stage N --stop-stage N --corpus DIR --dev-list FILE --dev-root DIR --dev-subdir DIR --name NAME --workdir DIR
+#          --steps N --vocoder-steps N --debug
+# Stages (each writes exp/<name>/.stageN.done and is skipped when that marker exists):
+#   1 download   (skipped with --corpus)
+#   2 prepare    data/<name>/train.tsv (held-out files excluded) and data/<name>/valid.list
+#   3 codec      train the VQ-VAE
+#   4 vocoder    train the learned vocoder on the same features
+#   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md)
+#   6 evaluate   PESQ-WB/STOI/SI-SDR/mel distance/bitrate on the held-out list -> exp/<name>/results.md
+set -euo pipefail
+
+stage=1; stop_stage=6; work=.; corpus=""; dev_list=""; dev_root=""; debug=0; steps=""; voc_steps=""
+vqaudio=${VQAUDIO:-vqaudio}; python=${PYTHON:-python3}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --stage) stage=$2; shift 2 ;;
+        --stop-stage) stop_stage=$2; shift 2 ;;
+        --corpus) corpus=$2; shift 2 ;;
+        --dev-list) dev_list=$2; shift 2 ;;
+        --dev-root) dev_root=$2; shift 2 ;;
+        --dev-subdir) dev_subdir=$2; shift 2 ;;
+        --name) name=$2; shift 2 ;;
+        --workdir) work=$2; shift 2 ;;
+        --steps) steps=$2; shift 2 ;;
+        --vocoder-steps) voc_steps=$2; shift 2 ;;
+        --debug) debug=1; name=debug; shift ;;
+        *) echo "unknown option $1" >&2; exit 1 ;;
+    esac
+done
+
+exp=$work/exp/$name; data=$work/data/$name
+mkdir -p "$exp" "$data"
+if [ "$debug" = 1 ]; then codec_conf=$debug_codec_conf; voc_conf=$debug_voc_conf; fi
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && [ ! -f "$exp/.stage$1.done" ]; }
+done_stage() { touch "$exp/.stage$1.done"; echo "stage $1 done"; }
+step_args() { if [ -n "$1" ]; then echo "--steps $1"; fi; }
+downloaded=0
+if [ -z "$corpus" ]; then corpus=$work/download/$default_corpus; downloaded=1; fi
+
+if run_stage 1; then
+    if [ "$downloaded" = 1 ]; then
+        echo "stage 1: downloading into $work/download"
+        WORK="$work" "$python" -c "$download_cmd"
+    else
+        echo "stage 1: using the corpus at $corpus"
+    fi
+    done_stage 1
+fi
+
+if run_stage 2; then
+    echo "stage 2: manifests"
+    if [ -n "$dev_list" ]; then
+        root=${dev_root:-$(dirname "$dev_list")}
+        sed "s|^|$root/|" "$dev_list" | while read -r f; do realpath "$f"; done > "$data/valid.list"
+        excl=(--exclude-list "$dev_list")
+    else
+        find "$corpus/$dev_subdir" -type f \( -name '*.flac' -o -name '*.wav' -o -name '*.mp3' \) \
+            | sort | while read -r f; do realpath "$f"; done > "$data/valid.list"
+        excl=(--exclude-list "$data/valid.list")
+    fi
+    train_src="$corpus"
+    if [ -z "$dev_list" ] && [ -n "$train_subdir" ] && [ -d "$corpus/$train_subdir" ]; then train_src="$corpus/$train_subdir"; fi
+    "$vqaudio" prepare "$train_src" -o "$data/train.tsv" --min-sample-rate "$min_rate" "${excl[@]}" --force
+    done_stage 2
+fi
+
+train_data=(--set "data.train=[\"$data/train.tsv\"]" --set "data.valid=[\"$data/valid.list\"]")
+
+if run_stage 3; then
+    echo "stage 3: training the codec ($codec_conf)"
+    "$vqaudio" train --config "$codec_conf" --out "$exp/codec" --resume --no-progress $(step_args "$steps") "${train_data[@]}"
+    done_stage 3
+fi
+
+if run_stage 4; then
+    echo "stage 4: training the vocoder ($voc_conf)"
+    "$vqaudio" train --config "$voc_conf" --out "$exp/vocoder" --resume --no-progress $(step_args "$voc_steps") "${train_data[@]}"
+    done_stage 4
+fi
+
+if run_stage 5; then
+    echo "stage 5: export"
+    "$vqaudio" export --codec "$exp/codec/model" --vocoder "$exp/vocoder/model" --name "$name" \
+        --output "$exp/release" --force
+    done_stage 5
+fi
+
+if run_stage 6; then
+    echo "stage 6: evaluation on $(wc -l < "$data/valid.list") held-out files"
+    systems=("vqaudio:$exp/release@1+learned" "vqaudio:$exp/release+learned" "vqaudio:$exp/release+griffin-lim")
+    "$python" "$recipes_dir/../benchmarks/quality.py" --list "$data/valid.list" --root . --systems "${systems[@]}" \
+        --out "$exp/results.md"
+    done_stage 6
+fi

@@ -1,0 +1,107 @@
+"""Tests of Griffin-Lim phase reconstruction on a synthetic harmonic signal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import speech_like
+
+from vqaudio.errors import ConfigError
+from vqaudio.spectral import MelConfig, STFTConfig, log_mel, magnitude
+from vqaudio.vocoders import GriffinLimConfig, GriffinLimVocoder, griffin_lim, spectral_convergence
+
+STFT = STFTConfig(n_fft=1024, hop_length=160, win_length=640)
+
+# Measured on speech_like(1 s), 32 iterations: momentum 0.99 reaches 0.054 from zero phase and 0.051-0.058
+# from random phases (seeds 0-3); plain Griffin-Lim (momentum 0) stays at 0.152.
+MAX_CONVERGENCE = 0.07
+
+
+@pytest.fixture(scope="module")
+def signal() -> torch.Tensor:
+    """``[T]`` one second of speech-like audio at 16 kHz."""
+    return torch.from_numpy(speech_like(1.0))
+
+
+@pytest.fixture(scope="module")
+def target(signal: torch.Tensor) -> torch.Tensor:
+    """``[n_freqs, F]`` its true magnitude."""
+    return magnitude(signal, STFT)
+
+
+def test_fast_griffin_lim_converges(signal: torch.Tensor, target: torch.Tensor) -> None:
+    audio = griffin_lim(target, STFT, GriffinLimConfig(n_iter=32, momentum=0.99), length=signal.shape[-1])
+    assert audio.shape == signal.shape
+    assert audio.dtype == torch.float32
+    assert spectral_convergence(target, audio, STFT) < MAX_CONVERGENCE
+
+
+def test_random_init_converges_too(target: torch.Tensor) -> None:
+    audio = griffin_lim(target, STFT, GriffinLimConfig(n_iter=32, momentum=0.99, init="random", seed=3))
+    assert spectral_convergence(target, audio, STFT) < MAX_CONVERGENCE
+
+
+def test_more_iterations_converge_further(target: torch.Tensor) -> None:
+    errors = [
+        spectral_convergence(target, griffin_lim(target, STFT, GriffinLimConfig(n_iter=n)), STFT) for n in (0, 8, 32)
+    ]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_momentum_beats_plain_griffin_lim(target: torch.Tensor) -> None:
+    fast = griffin_lim(target, STFT, GriffinLimConfig(n_iter=32, momentum=0.99))
+    plain = griffin_lim(target, STFT, GriffinLimConfig(n_iter=32, momentum=0.0))
+    fast_sc, plain_sc = spectral_convergence(target, fast, STFT), spectral_convergence(target, plain, STFT)
+    # Measured 0.054 vs 0.152.
+    assert fast_sc < 0.6 * plain_sc
+
+
+def test_zero_init_is_deterministic(target: torch.Tensor) -> None:
+    config = GriffinLimConfig(n_iter=8, init="zeros")
+    assert torch.equal(griffin_lim(target, STFT, config), griffin_lim(target, STFT, config))
+
+
+def test_random_init_depends_only_on_seed(target: torch.Tensor) -> None:
+    a = griffin_lim(target, STFT, GriffinLimConfig(n_iter=8, init="random", seed=7))
+    torch.manual_seed(123)  # the global generator must not matter
+    b = griffin_lim(target, STFT, GriffinLimConfig(n_iter=8, init="random", seed=7))
+    c = griffin_lim(target, STFT, GriffinLimConfig(n_iter=8, init="random", seed=8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_batched_input(signal: torch.Tensor) -> None:
+    batch = torch.stack([signal, 0.5 * signal.flip(0), torch.roll(signal, 4000)])
+    mags = magnitude(batch, STFT)  # [B, F, T]
+    config = GriffinLimConfig(n_iter=16)
+    audio = griffin_lim(mags, STFT, config, length=signal.shape[-1])
+    assert audio.shape == batch.shape
+    for i in range(batch.shape[0]):
+        alone = griffin_lim(mags[i], STFT, config, length=signal.shape[-1])
+        assert torch.allclose(audio[i], alone, atol=1e-5)
+
+
+def test_default_length_is_frames_times_hop(target: torch.Tensor) -> None:
+    audio = griffin_lim(target, STFT, GriffinLimConfig(n_iter=1))
+    assert audio.shape == (target.shape[-1] * STFT.hop_length,)
+
+
+def test_spectral_convergence_of_the_original_is_zero(signal: torch.Tensor, target: torch.Tensor) -> None:
+    assert spectral_convergence(target, signal, STFT) < 1e-5
+
+
+@pytest.mark.parametrize("kwargs", [{"n_iter": -1}, {"momentum": 1.0}, {"momentum": -0.1}, {"init": "ones"}])
+def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        GriffinLimConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_vocoder_turns_log_mel_into_audio(signal: torch.Tensor) -> None:
+    mel_config = MelConfig(sample_rate=16000, stft=STFT, n_mels=80)
+    vocoder = GriffinLimVocoder(mel_config, GriffinLimConfig(n_iter=32))
+    mel = log_mel(signal, mel_config)[None]  # [1, n_mels, F]
+    audio = vocoder(mel)
+    assert audio.shape == (1, mel.shape[-1] * STFT.hop_length)
+    # Measured mean |log-mel error| 0.095 (4.2 with no iterations; halving the signal gives 0.69).
+    error = (log_mel(audio[0, : signal.shape[-1]], mel_config) - mel[0]).abs().mean()
+    assert error < 0.2

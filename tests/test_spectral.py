@@ -1,0 +1,176 @@
+"""Tests of vqaudio.spectral: the framing rule, the STFT round trip, log-mel features and config validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vqaudio.errors import ConfigError
+from vqaudio.spectral import (
+    LogMel,
+    MelConfig,
+    STFTConfig,
+    istft,
+    log_mel,
+    mel_basis,
+    mel_to_magnitude,
+    stft,
+)
+
+STFT_CONFIGS = [
+    STFTConfig(n_fft=1024, hop_length=160, win_length=640),
+    STFTConfig(n_fft=512, hop_length=160, win_length=400),
+    STFTConfig(n_fft=512, hop_length=128),
+    STFTConfig(n_fft=256, hop_length=64),
+    STFTConfig(n_fft=400, hop_length=100, win_length=300),
+    STFTConfig(n_fft=64, hop_length=32),  # hop = window / 2, the sparsest overlap the inverse allows
+]
+
+
+def _noise(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("hop", [160, 128, 64])
+@pytest.mark.parametrize("k", [1, 2, 7])
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_frame_count_is_ceil_of_length_over_hop(hop: int, k: int, offset: int) -> None:
+    config = STFTConfig(n_fft=4 * hop, hop_length=hop)
+    t = k * hop + offset
+    spec = stft(_noise(t), config)
+    assert spec.shape == (config.n_freqs, math.ceil(t / hop))
+    assert config.num_frames(t) == math.ceil(t / hop)
+
+
+@pytest.mark.parametrize("t", [1, 2, 80, 159, 160, 161, 320, 321, 999, 16000, 16001])
+def test_frame_count_for_short_and_odd_lengths(t: int) -> None:
+    config = STFTConfig(n_fft=1024, hop_length=160, win_length=640)
+    assert stft(_noise(t), config).shape[-1] == math.ceil(t / 160)
+
+
+@pytest.mark.parametrize("config", STFT_CONFIGS, ids=lambda c: f"{c.n_fft}-{c.hop_length}-{c.window_length}")
+@pytest.mark.parametrize("t", [1, 100, 4000, 4001])
+def test_istft_inverts_stft(config: STFTConfig, t: int) -> None:
+    x = _noise(t)
+    y = istft(stft(x, config), config, length=t)
+    assert y.shape == (t,)
+    assert torch.allclose(y, x, atol=1e-5)
+
+
+def test_istft_default_length_is_frames_times_hop() -> None:
+    config = STFTConfig(n_fft=512, hop_length=160, win_length=400)
+    x = _noise(1000)
+    y = istft(stft(x, config), config)
+    assert y.shape == (7 * 160,)
+    assert torch.allclose(y[:1000], x, atol=1e-5)
+    # The framing pads with zeros past the end, so the extra samples reconstruct that silence.
+    assert y[1000:].abs().max() < 1e-5
+
+
+def test_istft_rejects_wrong_number_of_bins() -> None:
+    config = STFTConfig(n_fft=512, hop_length=128)
+    with pytest.raises(ValueError, match="257"):
+        istft(torch.zeros(100, 5, dtype=torch.complex64), config)
+
+
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+def test_batch_shapes_are_preserved(lead: tuple[int, ...]) -> None:
+    config = STFTConfig(n_fft=256, hop_length=64)
+    x = _noise(*lead, 1000)
+    spec = stft(x, config)
+    assert spec.shape == (*lead, 129, math.ceil(1000 / 64))
+    assert istft(spec, config, 1000).shape == x.shape
+
+
+def test_batched_stft_equals_one_at_a_time() -> None:
+    config = STFTConfig(n_fft=512, hop_length=160, win_length=400)
+    x = _noise(2, 3, 2000)
+    spec = stft(x, config)
+    for i in range(2):
+        for j in range(3):
+            assert torch.allclose(spec[i, j], stft(x[i, j], config), atol=1e-5)
+
+
+@pytest.mark.parametrize("config", STFT_CONFIGS, ids=lambda c: f"{c.n_fft}-{c.hop_length}-{c.window_length}")
+@pytest.mark.parametrize("t", [1, 999, 1000])
+def test_zero_padding_does_not_change_frames(config: STFTConfig, t: int) -> None:
+    x = _noise(t)
+    padded = torch.cat([x, torch.zeros(3 * config.n_fft + 17)])
+    short, long = stft(x, config), stft(padded, config)
+    assert torch.allclose(long[..., : short.shape[-1]], short, atol=1e-5)
+
+
+def test_log_mel_shape_and_floor() -> None:
+    config = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=512, hop_length=160, win_length=400), n_mels=40)
+    x = _noise(2, 3201)
+    mel = log_mel(x, config)
+    assert mel.shape == (2, 40, 21)
+    # Silence sits exactly on the log floor instead of -inf.
+    silent = log_mel(torch.zeros(320), config)
+    assert torch.isfinite(silent).all()
+    assert torch.allclose(silent, torch.full_like(silent, math.log(1e-5)))
+
+
+def test_log_mel_module_accepts_channel_axis() -> None:
+    config = MelConfig(stft=STFTConfig(n_fft=512, hop_length=160), n_mels=40)
+    x = _noise(2, 1, 1600)
+    assert torch.equal(LogMel(config)(x), log_mel(x[:, 0], config))
+
+
+def test_mel_to_magnitude_iterations_bring_the_mel_closer() -> None:
+    config = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=512, hop_length=160, win_length=400), n_mels=40)
+    t = torch.arange(8000) / 16000
+    x = sum(torch.sin(2 * math.pi * 150 * k * t) / k for k in range(1, 20)) + 0.01 * _noise(8000)
+    target = log_mel(x, config)
+    basis = mel_basis(config)
+
+    def mel_error(mag: torch.Tensor) -> float:
+        return float(torch.linalg.norm(basis @ mag - target.exp()) / torch.linalg.norm(target.exp()))
+
+    plain = mel_to_magnitude(target, config)
+    refined = mel_to_magnitude(target, config, iterations=30)
+    assert plain.shape == refined.shape == (config.stft.n_freqs, target.shape[-1])
+    assert (refined >= 0).all() and (plain >= 0).all()
+    assert mel_error(refined) < mel_error(plain)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_fft": 0},
+        {"hop_length": 0},
+        {"hop_length": -160},
+        {"n_fft": 512, "hop_length": 160, "win_length": 1024},  # window longer than the FFT
+        {"n_fft": 512, "hop_length": 161},  # n_fft - hop odd: asymmetric padding
+        {"n_fft": 512, "hop_length": 300, "win_length": 200},  # hop longer than the window leaves gaps
+    ],
+)
+def test_stft_config_rejects_bad_values(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ConfigError):
+        STFTConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sample_rate": 0},
+        {"n_mels": 0},
+        {"f_max": 9000.0},  # above Nyquist at 16 kHz
+        {"f_min": -1.0},
+        {"f_min": 4000.0, "f_max": 4000.0},
+        {"f_min": 9000.0},
+    ],
+)
+def test_mel_config_rejects_bad_values(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        MelConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_mel_config_derived_values() -> None:
+    config = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=1024, hop_length=160))
+    assert config.upper_frequency == 8000.0
+    assert config.frame_rate == 100.0
+    assert config.stft.window_length == 1024
+    assert config.stft.pad == (1024 - 160) // 2

@@ -1,0 +1,451 @@
+"""The Python API (``vqaudio.tokenizer``): shapes and metadata of encode/decode, chunked == whole-file,
+batched == one at a time, bad inputs, and token files going through save/load/decode.
+
+Every model here is a randomly initialised tiny model saved by ``conftest.make_model_dir``: the properties
+under test (framing, chunking, padding, file round trips) do not depend on training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import make_model_dir, speech_like
+
+import vqaudio.tokenizer as tokenizer_module
+from vqaudio.audio import AudioStream
+from vqaudio.errors import AudioError, TokenFileError, VQAudioError
+from vqaudio.models.io import load_model
+from vqaudio.tokenfile import FORMATS, TokenFile, load_codes, save_codes
+from vqaudio.tokenizer import Encoded, Tokenizer, load
+
+SR = 16000
+HOP = 320  # both tiny families: 160-sample STFT hop x stride 2, and waveform strides 2*4*5*8
+BIG_WINDOW = 1000.0  # seconds: one window covers every input here, i.e. a whole-file pass
+
+# Chunked Griffin-Lim may differ from a whole-file pass, because its phase estimate is global. With the
+# context the tokenizer adds around each window, the differences measured on the tiny model (unclamped
+# output, peak amplitude 2-3.3) were: 0.5 s and 0.1 s windows, max |diff| <= 5e-6 and spectral convergence
+# <= 5e-7; one-frame windows (the extreme), max |diff| <= 1.3e-4 and spectral convergence <= 4e-6.
+# The bounds below keep a wide margin over those; docs/cli.md quotes them.
+GL_MAX_ABS_DIFF = 1e-3
+GL_SPECTRAL_CONVERGENCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def spectral(tiny_model_dir: Path) -> Tokenizer:
+    return load(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def waveform(tiny_waveform_dir: Path) -> Tokenizer:
+    return load(tiny_waveform_dir)
+
+
+@pytest.fixture(scope="module", params=["spectral", "waveform"])
+def family_dir(request: pytest.FixtureRequest) -> Path:
+    """The model directory of each family, for tests that build their own Tokenizer (window size)."""
+    name = "tiny_model_dir" if request.param == "spectral" else "tiny_waveform_dir"
+    return Path(request.getfixturevalue(name))
+
+
+@pytest.fixture(scope="module")
+def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same name and config as ``tiny_model_dir`` but another seed: other weights, other checksum."""
+    return make_model_dir(tmp_path_factory.mktemp("other") / "tiny", seed=1)
+
+
+def _spectral_convergence(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """``|| |S(ref)| - |S(other)| ||_F / || |S(ref)| ||_F`` for ``[T]`` signals."""
+    window = torch.hann_window(512)
+    a = torch.stft(reference, 512, 128, window=window, return_complex=True).abs()
+    b = torch.stft(other, 512, 128, window=window, return_complex=True).abs()
+    return float((a - b).norm() / a.norm())
+
+
+def _assert_one_line(exc: pytest.ExceptionInfo[VQAudioError]) -> None:
+    message = str(exc.value)
+    assert message and "\n" not in message
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the tokenizer read files in ~0.05 s blocks; returns a list that collects each block's size."""
+    sizes: list[int] = []
+    real_open = tokenizer_module.open_audio_stream
+    real_iter = AudioStream.__iter__
+
+    def counting_iter(self: AudioStream) -> Iterator[torch.Tensor]:
+        for block in real_iter(self):
+            sizes.append(block.numel())
+            yield block
+
+    monkeypatch.setattr(tokenizer_module, "open_audio_stream", functools.partial(real_open, block_seconds=0.05))
+    monkeypatch.setattr(AudioStream, "__iter__", counting_iter)
+    return sizes
+
+
+# --- encode: inputs, rates, channels, metadata ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
+def test_encode_path_array_tensor(spectral: Tokenizer, tmp_path: Path, rate: int, channels: int) -> None:
+    x = np.stack([speech_like(0.437, rate, f0=120 + 40 * c, seed=c) for c in range(channels)])  # [C, T]
+    path = tmp_path / "in.wav"
+    sf.write(path, x.T, rate, subtype="FLOAT")
+    length_16k = round(x.shape[1] * SR / rate)
+    frames = math.ceil(length_16k / HOP)
+    inputs: list[tuple[object, int | None]] = [
+        (path, None),
+        (str(path), None),
+        (x if channels > 1 else x[0], rate),
+        (torch.from_numpy(x if channels > 1 else x[0]), rate),
+    ]
+    results = [spectral.encode(audio, sample_rate) for audio, sample_rate in inputs]  # type: ignore[arg-type]
+    for enc in results:
+        assert isinstance(enc, Encoded)
+        assert enc.codes.shape == (4, frames)
+        assert enc.codes.dtype == torch.int64
+        assert int(enc.codes.min()) >= 0 and int(enc.codes.max()) < spectral.codebook_size
+        assert (enc.num_codebooks, enc.num_frames) == (4, frames)
+        assert enc.sample_rate == SR and enc.frame_rate == 50.0
+        assert enc.original_length == length_16k
+        assert enc.original_sample_rate == rate
+        assert enc.original_channels == channels
+        assert enc.model_id == "tiny" and enc.model_checksum == spectral.checksum
+        assert enc.codebook_size == 64
+        assert enc.bitrate == 50.0 * 4 * 6
+    # A float wav holds exactly the array, and the streamed read resamples like the one-shot resampler.
+    for enc in results[1:]:
+        assert torch.equal(enc.codes, results[0].codes)
+
+
+def test_encode_header_matches_fields(spectral: Tokenizer) -> None:
+    enc = spectral.encode(speech_like(0.3, 44100), 44100, n_codebooks=3)
+    h = enc.header()
+    assert (h.model_id, h.model_checksum, h.sample_rate, h.frame_rate) == ("tiny", spectral.checksum, SR, 50.0)
+    assert (h.codebook_size, h.num_codebooks, h.num_frames) == (64, 3, enc.num_frames)
+    assert (h.original_length, h.original_sample_rate, h.original_channels) == (round(0.3 * SR), 44100, 1)
+
+
+@pytest.mark.parametrize("n_samples", [1, 319, 320, 321, 641])
+def test_frame_count_at_boundaries(spectral: Tokenizer, waveform: Tokenizer, n_samples: int) -> None:
+    x = np.full(n_samples, 0.1, dtype=np.float32)
+    for tok in (spectral, waveform):
+        enc = tok.encode(x, SR)
+        assert enc.num_frames == max(1, math.ceil(n_samples / HOP))
+        assert tok.decode(enc).samples.shape == (1, n_samples)
+
+
+def test_fewer_codebooks_are_a_prefix(spectral: Tokenizer, waveform: Tokenizer) -> None:
+    """Residual quantisation: encoding with k codebooks gives the first k rows of the full codes."""
+    x = speech_like(0.6)
+    for tok in (spectral, waveform):
+        full = tok.encode(x, SR).codes
+        for k in range(1, 5):
+            assert torch.equal(tok.encode(x, SR, n_codebooks=k).codes, full[:k])
+
+
+# --- decode -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vocoder", ["learned", "griffin-lim", None])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_decode_shape_spectral(spectral: Tokenizer, k: int, vocoder: str | None) -> None:
+    enc = spectral.encode(speech_like(0.5, 44100), 44100, n_codebooks=k)
+    out = spectral.decode(enc, vocoder=vocoder)
+    assert out.sample_rate == SR
+    assert out.samples.shape == (1, enc.original_length)
+    assert out.samples.dtype == torch.float32
+    assert bool(torch.isfinite(out.samples).all()) and float(out.samples.abs().max()) <= 1.0
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_decode_shape_waveform(waveform: Tokenizer, k: int) -> None:
+    enc = waveform.encode(speech_like(0.5, 8000), 8000, n_codebooks=k)
+    out = waveform.decode(enc)
+    assert out.sample_rate == SR and out.samples.shape == (1, enc.original_length)
+
+
+def test_decode_accepts_raw_codes(spectral: Tokenizer) -> None:
+    enc = spectral.encode(speech_like(0.5), SR)
+    raw = spectral.decode(enc.codes.numpy())
+    # Raw codes carry no original length: the output covers every frame.
+    assert raw.samples.shape == (1, enc.num_frames * HOP)
+    assert torch.equal(raw.samples[:, : enc.original_length], spectral.decode(enc).samples)
+    assert spectral.decode(enc.codes, length=100).samples.shape == (1, 100)
+
+
+def test_vocoders_differ(spectral: Tokenizer) -> None:
+    assert spectral.vocoders == ("learned", "griffin-lim")
+    assert spectral.default_vocoder == "learned"
+    enc = spectral.encode(speech_like(0.5), SR)
+    learned = spectral.decode(enc, vocoder="learned").samples
+    assert torch.equal(spectral.decode(enc).samples, learned)
+    assert not torch.allclose(spectral.decode(enc, vocoder="griffin-lim").samples, learned)
+
+
+def test_unknown_vocoder(spectral: Tokenizer) -> None:
+    enc = spectral.encode(speech_like(0.2), SR)
+    with pytest.raises(VQAudioError, match="not available") as exc:
+        spectral.decode(enc, vocoder="wavenet")
+    _assert_one_line(exc)
+
+
+@pytest.mark.parametrize("vocoder", ["learned", "griffin-lim"])
+def test_waveform_model_refuses_vocoder(waveform: Tokenizer, vocoder: str) -> None:
+    assert waveform.vocoders == () and waveform.default_vocoder is None
+    enc = waveform.encode(speech_like(0.2), SR)
+    with pytest.raises(VQAudioError, match="does not apply") as exc:
+        waveform.decode(enc, vocoder=vocoder)
+    _assert_one_line(exc)
+
+
+@pytest.mark.parametrize(
+    ("codes", "match"),
+    [
+        (torch.zeros(4, dtype=torch.long), r"\[K, F\]"),
+        (torch.zeros(1, 4, 3, dtype=torch.long), r"\[K, F\]"),
+        (torch.full((4, 3), 64), r"\[0, 64\)"),
+        (-torch.ones(4, 3, dtype=torch.long), r"\[0, 64\)"),
+        (torch.zeros(5, 3, dtype=torch.long), "between 1 and 4"),
+    ],
+)
+def test_decode_bad_codes(spectral: Tokenizer, codes: torch.Tensor, match: str) -> None:
+    with pytest.raises(VQAudioError, match=match) as exc:
+        spectral.decode(codes)
+    _assert_one_line(exc)
+
+
+def test_decode_zero_frames(spectral: Tokenizer) -> None:
+    try:
+        out = spectral.decode(torch.zeros(4, 0, dtype=torch.long))
+    except VQAudioError:
+        return
+    assert out.samples.shape == (1, 0)
+
+
+# --- chunked == whole file --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seconds", [4.0, 4.0 + 17 / SR])
+def test_chunked_codes_equal_whole(family_dir: Path, seconds: float) -> None:
+    """0.5 s windows (8+ windows, each with its context) give exactly the whole-file codes."""
+    whole = Tokenizer(load_model(family_dir), window_seconds=BIG_WINDOW)
+    chunked = Tokenizer(load_model(family_dir), window_seconds=0.5)
+    x = speech_like(seconds)
+    assert math.ceil(x.size / HOP) >= 8 * chunked.window_frames  # several windows
+    a, b = whole.encode(x, SR), chunked.encode(x, SR)
+    assert torch.equal(a.codes, b.codes)
+    assert a.original_length == b.original_length == x.size
+    # A single-frame window is the extreme case: every window is all context.
+    tiny = Tokenizer(load_model(family_dir), window_seconds=0.02)
+    assert tiny.window_frames == 1
+    assert torch.equal(tiny.encode(x[:16000], SR).codes, whole.encode(x[:16000], SR).codes)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_chunked_codes_equal_whole_from_file(
+    family_dir: Path, tmp_path: Path, small_blocks: list[int], rate: int
+) -> None:
+    """A file read in small blocks and encoded in small windows gives the codes of one whole array."""
+    x = speech_like(3.3, rate)
+    path = tmp_path / "long.wav"
+    sf.write(path, x, rate, subtype="FLOAT")
+    whole = Tokenizer(load_model(family_dir), window_seconds=BIG_WINDOW)
+    chunked = Tokenizer(load_model(family_dir), window_seconds=0.5)
+    streamed = chunked.encode(path)
+    assert len(small_blocks) > 20  # the file really was read block by block
+    reference = whole.encode(x, rate)
+    assert torch.equal(streamed.codes, reference.codes)
+    assert streamed.original_length == reference.original_length == round(x.size * SR / rate)
+    # The whole-window tokenizer reading the same blocks agrees too.
+    assert torch.equal(whole.encode(path).codes, reference.codes)
+
+
+def test_chunked_decode_equals_whole(family_dir: Path) -> None:
+    """Learned vocoder (spectral) or the decoder itself (waveform): chunked decode == whole within 1e-4."""
+    whole = Tokenizer(load_model(family_dir), window_seconds=BIG_WINDOW)
+    enc = whole.encode(speech_like(3.0), SR)
+    reference = whole.decode(enc).samples
+    for window in (0.5, 0.1):
+        chunked = Tokenizer(load_model(family_dir), window_seconds=window)
+        out = chunked.decode(enc).samples
+        assert out.shape == reference.shape
+        assert float((out - reference).abs().max()) <= 1e-4
+        blocks = list(chunked.iter_decode(enc.codes))
+        assert len(blocks) == math.ceil(enc.num_frames / chunked.window_frames)
+        assert all(b.shape == (chunked.window_frames * HOP,) for b in blocks[:-1])
+
+
+def test_chunked_griffin_lim_within_bound(tiny_model_dir: Path) -> None:
+    """Griffin-Lim is the approximate exception; see GL_MAX_ABS_DIFF for the measured numbers."""
+    whole = Tokenizer(load_model(tiny_model_dir), window_seconds=BIG_WINDOW)
+    codes = whole.encode(speech_like(2.0, f0=220, seed=3), SR).codes
+    # iter_decode is not clamped to [-1, 1], so a clamp cannot hide differences.
+    reference = torch.cat(list(whole.iter_decode(codes, "griffin-lim")))
+    for window in (0.5, 0.1):
+        chunked = Tokenizer(load_model(tiny_model_dir), window_seconds=window)
+        out = torch.cat(list(chunked.iter_decode(codes, "griffin-lim")))
+        assert out.shape == reference.shape
+        assert float((out - reference).abs().max()) <= GL_MAX_ABS_DIFF
+        assert _spectral_convergence(reference, out) <= GL_SPECTRAL_CONVERGENCE
+
+
+# --- batched == one at a time -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_batch_equals_single(family_dir: Path, rate: int) -> None:
+    tok = Tokenizer(load_model(family_dir))
+    xs = [torch.from_numpy(speech_like(s, rate, f0=100 + 30 * i, seed=i)) for i, s in enumerate((0.37, 1.21, 0.8))]
+    xs[2] = torch.stack([xs[2], 0.5 * xs[2]])  # a stereo item among mono ones
+    for k in (None, 2):
+        batch = tok.encode_batch(xs, rate, n_codebooks=k)
+        assert len(batch) == 3
+        for x, got in zip(xs, batch, strict=True):
+            alone = tok.encode(x, rate, n_codebooks=k)
+            assert torch.equal(got.codes, alone.codes)
+            assert got.original_length == alone.original_length
+            assert got.original_channels == alone.original_channels
+            assert got.original_sample_rate == rate
+
+
+def test_batch_longer_than_window_falls_back(family_dir: Path) -> None:
+    whole = Tokenizer(load_model(family_dir), window_seconds=BIG_WINDOW)
+    chunked = Tokenizer(load_model(family_dir), window_seconds=0.5)
+    xs = [speech_like(s, seed=i) for i, s in enumerate((0.3, 1.7, 1.1))]
+    for x, got in zip(xs, chunked.encode_batch(xs, SR), strict=True):  # type: ignore[arg-type]
+        assert torch.equal(got.codes, whole.encode(x, SR).codes)
+
+
+def test_batch_empty_list(spectral: Tokenizer) -> None:
+    with contextlib.suppress(VQAudioError):
+        assert spectral.encode_batch([], SR) == []
+
+
+# --- bad inputs -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("audio", "match"),
+    [
+        (np.zeros(0, dtype=np.float32), "empty"),
+        (np.zeros((2, 0), dtype=np.float32), "empty"),
+        (np.full(800, np.nan, dtype=np.float32), "NaN"),
+        (np.concatenate([np.zeros(500), [np.inf]]).astype(np.float32), "NaN/Inf"),
+        (np.zeros((1, 1, 800), dtype=np.float32), r"\[T\] or \[C, T\]"),
+        (torch.zeros(1, 1, 800), r"\[T\] or \[C, T\]"),
+    ],
+)
+def test_bad_arrays(spectral: Tokenizer, audio: np.ndarray | torch.Tensor, match: str) -> None:
+    with pytest.raises(VQAudioError, match=match) as exc:
+        spectral.encode(audio, SR)
+    _assert_one_line(exc)
+    # encode_batch prepares every item the same way.
+    with pytest.raises(VQAudioError, match=match):
+        spectral.encode_batch([torch.as_tensor(audio)], SR)
+
+
+def test_nan_is_audio_error(spectral: Tokenizer) -> None:
+    with pytest.raises(AudioError):
+        spectral.encode(np.full(800, np.nan, dtype=np.float32), SR)
+
+
+def test_array_needs_sample_rate(spectral: Tokenizer) -> None:
+    with pytest.raises(VQAudioError, match="sample_rate is required") as exc:
+        spectral.encode(speech_like(0.1))
+    _assert_one_line(exc)
+
+
+@pytest.mark.parametrize("rate", [0, -16000])
+def test_bad_sample_rate(spectral: Tokenizer, rate: int) -> None:
+    with pytest.raises(VQAudioError):
+        spectral.encode(speech_like(0.1), rate)
+
+
+@pytest.mark.parametrize("k", [0, 5])
+def test_bad_n_codebooks(spectral: Tokenizer, k: int) -> None:
+    with pytest.raises(VQAudioError, match="between 1 and 4") as exc:
+        spectral.encode(speech_like(0.1), SR, n_codebooks=k)
+    _assert_one_line(exc)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_audio", "empty", "directory", "nan"])
+def test_bad_files(spectral: Tokenizer, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "bad.wav"
+    if kind == "not_audio":
+        path.write_text("this is not a wav file\n" * 20)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "nan":
+        x = speech_like(0.5)
+        x[4000] = np.nan
+        sf.write(path, x, SR, subtype="FLOAT")
+    with pytest.raises(AudioError) as exc:
+        spectral.encode(path)
+    _assert_one_line(exc)
+    assert str(path) in str(exc.value)
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(VQAudioError, match="no such model") as exc:
+        load(tmp_path / "nowhere")
+    _assert_one_line(exc)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VQAudioError, match="not a vqaudio model directory"):
+        load(tmp_path / "empty")
+
+
+# --- token files ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("k", [4, 2])
+def test_token_file_round_trip(spectral: Tokenizer, tmp_path: Path, fmt: str, k: int) -> None:
+    enc = spectral.encode(speech_like(0.9, 22050), 22050, n_codebooks=k)
+    path = tmp_path / f"codes.{fmt}"
+    save_codes(path, enc.codes.numpy(), enc.header(), fmt=fmt)
+    tf = load_codes(path)
+    assert isinstance(tf, TokenFile)
+    assert tf.header == enc.header()
+    np.testing.assert_array_equal(tf.codes, enc.codes.numpy())
+    for vocoder in ("learned", "griffin-lim"):
+        assert torch.equal(spectral.decode(tf, vocoder=vocoder).samples, spectral.decode(enc, vocoder=vocoder).samples)
+
+
+def test_token_file_round_trip_waveform(waveform: Tokenizer, tmp_path: Path) -> None:
+    enc = waveform.encode(speech_like(0.9), SR)
+    path = tmp_path / "codes.vqt"
+    save_codes(path, enc.codes.numpy(), enc.header(), fmt="vqt")
+    assert torch.equal(waveform.decode(load_codes(path)).samples, waveform.decode(enc).samples)
+
+
+def test_tokens_from_another_model_refused(spectral: Tokenizer, other_model_dir: Path, tmp_path: Path) -> None:
+    other = load(other_model_dir)
+    assert other.name == spectral.name and other.checksum != spectral.checksum
+    enc = other.encode(speech_like(0.5), SR)
+    path = tmp_path / "other.vqt"
+    save_codes(path, enc.codes.numpy(), enc.header(), fmt="vqt")
+    with pytest.raises(TokenFileError, match="checksum") as exc:
+        spectral.decode(load_codes(path))
+    _assert_one_line(exc)
+    with pytest.raises(TokenFileError, match="checksum"):
+        spectral.decode(enc)
+
+
+def test_tokens_from_another_family_refused(spectral: Tokenizer, waveform: Tokenizer) -> None:
+    enc = waveform.encode(speech_like(0.5), SR)
+    with pytest.raises(TokenFileError, match="tiny-wave") as exc:
+        spectral.decode(enc)
+    _assert_one_line(exc)
