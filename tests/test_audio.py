@@ -445,11 +445,11 @@ def test_failed_write_keeps_existing_file_and_cleans_up(tmp_path: Path, monkeypa
     path = tmp_path / "x.wav"
     path.write_bytes(b"precious")
 
-    def crash_mid_write(file: str, *args: object, **kwargs: object) -> None:
-        Path(file).write_bytes(b"RIFF half")
-        raise sf.LibsndfileError(2, prefix="Error writing: ")  # what soundfile raises on a write failure
+    def crash_mid_write(self: sf.SoundFile, data: object) -> None:
+        # The header is on disk by now; fail as soundfile does when the disk fills up.
+        raise sf.LibsndfileError(2, prefix="Error writing: ")
 
-    monkeypatch.setattr(audio_mod.sf, "write", crash_mid_write)
+    monkeypatch.setattr(audio_mod.sf.SoundFile, "write", crash_mid_write)
     with pytest.raises(AudioError, match="cannot write audio") as exc:
         save_audio(path, torch.zeros(1, 10), 8000, overwrite=True)
     _assert_names_file(exc, path)

@@ -449,3 +449,17 @@ def test_tokens_from_another_family_refused(spectral: Tokenizer, waveform: Token
     with pytest.raises(TokenFileError, match="tiny-wave") as exc:
         spectral.decode(enc)
     _assert_one_line(exc)
+
+
+def test_decode_to_file_streams_the_same_audio(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Writing window by window gives the samples decode() returns (up to 16-bit rounding), trimmed alike."""
+    tok = Tokenizer(load_model(tiny_model_dir), window_seconds=0.5)
+    enc = tok.encode(speech_like(2.3), 16000)
+    seconds = tok.decode_to_file(enc, tmp_path / "out.wav", vocoder="learned")
+    written, rate = sf.read(tmp_path / "out.wav", dtype="float32")
+    expected = tok.decode(enc, vocoder="learned").samples[0].numpy()
+    assert rate == 16000 and seconds == pytest.approx(enc.original_length / 16000)
+    assert written.shape == expected.shape == (enc.original_length,)
+    assert np.abs(written - expected).max() <= 1.0 / 32768 + 1e-6
+    with pytest.raises(AudioError, match="--force"):
+        tok.decode_to_file(enc, tmp_path / "out.wav")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,6 +260,28 @@ def save_audio(
             directory, the samples are empty or hold NaN/Inf, or the write fails.
         ValueError: ``samples`` has a bad shape or a non-float dtype, or ``sample_rate`` is not positive.
     """
+    frames = _as_frames(samples, os.fspath(path))
+    _write_frames(path, [frames], sample_rate, frames.shape[1], overwrite)
+
+
+def save_audio_blocks(
+    path: str | os.PathLike[str],
+    blocks: Iterable[torch.Tensor | np.ndarray],
+    sample_rate: int,
+    *,
+    channels: int = 1,
+    overwrite: bool = False,
+) -> None:
+    """Like :func:`save_audio`, but from an iterable of ``[C, T_i]``/``[T_i]`` blocks: long outputs are written
+    as they are produced, in bounded memory. The file appears (atomically) only once every block is written."""
+    name = os.fspath(path)
+    _write_frames(path, (_as_frames(b, name) for b in blocks), sample_rate, channels, overwrite)
+
+
+def _write_frames(
+    path: str | os.PathLike[str], frame_blocks: Iterable[np.ndarray], sample_rate: int, channels: int, overwrite: bool
+) -> None:
+    """Atomically write ``[T_i, C]`` float32 blocks (already checked and clipped by :func:`_as_frames`)."""
     name = os.fspath(path)
     target = Path(name)
     if sample_rate <= 0:
@@ -268,8 +290,6 @@ def save_audio(
     if fmt is None:
         allowed = ", ".join(_WRITE_FORMATS)
         raise AudioError(f"{name}: cannot write '{target.suffix or '(no suffix)'}' files; use one of {allowed}")
-    frames = _as_frames(samples, name)
-
     if target.is_dir():
         raise AudioError(f"{name}: is a directory, cannot write audio there")
     if target.exists() and not overwrite:
@@ -282,7 +302,15 @@ def save_audio(
 
     tmp = _create_temp_beside(target)
     try:
-        sf.write(tmp, frames, sample_rate, format=fmt[0], subtype=fmt[1])
+        written = 0
+        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=fmt[0], subtype=fmt[1]) as f:
+            for frames in frame_blocks:
+                if frames.shape[1] != channels:
+                    raise ValueError(f"block has {frames.shape[1]} channels, expected {channels}")
+                f.write(frames)
+                written += frames.shape[0]
+        if written == 0:
+            raise AudioError(f"{name}: no audio to write")
         # Flush to disk before the rename so a power loss cannot leave a renamed but empty file.
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())

@@ -191,13 +191,10 @@ def detokenize(
 ) -> None:
     """Decode a token file back into audio."""
     try:
-        from vqaudio.audio import save_audio
-
         _refuse_existing(output, force)
         tf, tok = _load_tokens(tokens, model)
-        audio = tok.decode(tf, vocoder=vocoder.value if vocoder else None)
-        save_audio(output, audio.samples, audio.sample_rate, overwrite=force)
-        typer.echo(f"{tokens} -> {output} ({audio.duration:.2f} s at {audio.sample_rate} Hz)")
+        seconds = tok.decode_to_file(tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
+        typer.echo(f"{tokens} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
     except VQAudioError as e:
         _fail(str(e))
 
@@ -213,7 +210,6 @@ def resynth(
 ) -> None:
     """Encode and decode: hear what the codec keeps."""
     try:
-        from vqaudio.audio import save_audio
         from vqaudio.tokenizer import load
 
         if output.resolve() == input.resolve():
@@ -221,8 +217,7 @@ def resynth(
         _refuse_existing(output, force)
         tok = load(model)
         enc = tok.encode(input, n_codebooks=n_codebooks)
-        audio = tok.decode(enc, vocoder=vocoder.value if vocoder else None)
-        save_audio(output, audio.samples, audio.sample_rate, overwrite=force)
+        tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
         typer.echo(
             f"{input} -> {output}: {enc.num_frames} frames x {enc.num_codebooks} codebooks "
             f"({enc.bitrate / 1000:.2f} kbps), vocoder {vocoder.value if vocoder else tok.default_vocoder or 'none'}"

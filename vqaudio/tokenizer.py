@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqaudio.audio import AudioData, check_samples, open_audio_stream, resample, to_mono
+from vqaudio.audio import AudioData, check_samples, open_audio_stream, resample, save_audio_blocks, to_mono
 from vqaudio.errors import ModelError, VQAudioError
 from vqaudio.models.io import LoadedModel, load_model
 from vqaudio.models.spectral import SpectralVQVAE
@@ -369,6 +369,29 @@ class Tokenizer:
         if length is not None:
             audio = audio[:length]
         return AudioData(samples=audio[None].clamp(-1, 1), sample_rate=self.sample_rate)
+
+    def decode_to_file(
+        self,
+        codes: Encoded | TokenFile | torch.Tensor | np.ndarray,
+        path: str | os.PathLike[str],
+        *,
+        vocoder: str | None = None,
+        overwrite: bool = False,
+    ) -> float:
+        """Decode straight to a wav/flac file window by window (bounded memory); returns the seconds written."""
+        tensor, original = self._codes_and_length(codes)
+        total = original if original is not None else tensor.shape[1] * self.model.hop_length
+
+        def blocks() -> Iterator[torch.Tensor]:
+            remaining = total
+            for block in self.iter_decode(tensor, vocoder):
+                block = block[:remaining].clamp(-1, 1)
+                remaining -= block.numel()
+                if block.numel():
+                    yield block
+
+        save_audio_blocks(path, blocks(), self.sample_rate, overwrite=overwrite)
+        return total / self.sample_rate
 
     def resynth(
         self,
