@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,7 +22,8 @@ from vqaudio.training.config import load_config
 from vqaudio.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-DEBUG = ROOT / "recipes" / "librispeech" / "conf" / "debug.toml"
+RECIPES = ROOT / "recipes"
+DEBUG = RECIPES / "librispeech" / "conf" / "debug.toml"
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +147,49 @@ def test_torchrun_two_ranks_agree(corpus: Path, tmp_path: Path) -> None:
     sums = [r["rank_checksums"] for r in records if "rank_checksums" in r]
     assert len(sums) == 1 and len(sums[0]) == 2 and sums[0][0] == sums[0][1]
     assert load_model(out / "model").codec is not None
+
+
+def test_adversarial_vocoder_and_waveform_codec_train(corpus: Path, tmp_path: Path) -> None:
+    """The GAN path (multi-period + multi-resolution discriminators, feature matching) and the waveform family."""
+    voc = load_config(
+        RECIPES / "librispeech" / "conf" / "debug_vocoder.toml",
+        _overrides(corpus, steps=3, **{"loss.adversarial": True, "valid_every": 3}),
+    )
+    trainer = Trainer(voc, tmp_path / "voc", progress=False)
+    loaded = load_model(trainer.fit())
+    assert loaded.vocoder is not None and loaded.codec is None
+    records = [json.loads(line) for line in (tmp_path / "voc" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if "loss" in r][-1]
+    assert {"disc", "adv", "fm"} <= set(last) and all(math.isfinite(last[k]) for k in ("disc", "adv", "fm"))
+    # Resume restores the discriminator too.
+    again = Trainer(voc, tmp_path / "voc", resume=True, progress=False)
+    assert again.disc is not None and trainer.disc is not None
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(again.disc.state_dict().values(), trainer.disc.state_dict().values(), strict=True)
+    )
+
+    wave = load_config(
+        DEBUG,
+        _overrides(
+            corpus,
+            steps=3,
+            **{"model.family": "waveform", "valid_every": 3, "model.waveform": {"channels": 4, "latent_dim": 16}},
+        ),
+    )
+    codec = load_model(Trainer(wave, tmp_path / "wave", progress=False).fit()).codec
+    assert codec is not None and codec.family == "waveform"
+
+
+def test_plot_log_draws_the_curves(corpus: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vqaudio.cli import app
+
+    cfg = load_config(DEBUG, _overrides(corpus, steps=15))
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    result = CliRunner().invoke(
+        app, ["plot-log", str(tmp_path / "run" / "metrics.jsonl"), "-o", str(tmp_path / "c.png")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
