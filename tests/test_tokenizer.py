@@ -463,3 +463,14 @@ def test_decode_to_file_streams_the_same_audio(tiny_model_dir: Path, tmp_path: P
     assert np.abs(written - expected).max() <= 1.0 / 32768 + 1e-6
     with pytest.raises(AudioError, match="--force"):
         tok.decode_to_file(enc, tmp_path / "out.wav")
+
+
+def test_model_card_chooses_the_default_vocoder(tmp_path: Path) -> None:
+    import json
+
+    d = make_model_dir(tmp_path / "m")
+    assert load(d).default_vocoder == "learned"
+    meta = json.loads((d / "config.json").read_text())
+    meta["card"]["default_vocoder"] = "griffin-lim"
+    (d / "config.json").write_text(json.dumps(meta))
+    assert load(d).default_vocoder == "griffin-lim"

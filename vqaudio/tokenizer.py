@@ -159,6 +159,10 @@ class Tokenizer:
 
     @property
     def default_vocoder(self) -> str | None:
+        """The model card's ``default_vocoder`` (whichever measured better), else the learned one if shipped."""
+        preferred = self.loaded.card.get("default_vocoder")
+        if preferred in self._vocoders:
+            return str(preferred)
         return self.vocoders[0] if self.vocoders else None
 
     def bitrate(self, n_codebooks: int | None = None) -> float:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vqaudio.quantizers.base import QuantizerOutput
+from vqaudio.quantizers.base import BaseQuantizer, QuantizerOutput
 
 
 @dataclass
@@ -31,9 +31,10 @@ class CodecOutput:
 
 
 class CodecModel(nn.Module, ABC):
-    """A VQ-VAE codec: audio ``[B, 1, T]`` <-> codes ``[B, K, F]``."""
+    """A VQ-VAE codec: audio ``[B, 1, T]`` <-> codes ``[B, K, F]``. Subclasses set ``self.quantizer``."""
 
     family: str = ""
+    quantizer: BaseQuantizer
 
     @property
     @abstractmethod
@@ -45,12 +46,12 @@ class CodecModel(nn.Module, ABC):
         """Audio samples per code frame."""
 
     @property
-    @abstractmethod
-    def num_codebooks(self) -> int: ...
+    def num_codebooks(self) -> int:
+        return self.quantizer.num_codebooks
 
     @property
-    @abstractmethod
-    def codebook_size(self) -> int: ...
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
 
     @property
     @abstractmethod

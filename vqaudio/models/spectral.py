@@ -132,14 +132,6 @@ class SpectralVQVAE(CodecModel):
         return self.mel_config.stft.hop_length * self.net_config.total_stride
 
     @property
-    def num_codebooks(self) -> int:
-        return self.quantizer.num_codebooks
-
-    @property
-    def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    @property
     def n_mels(self) -> int:
         return self.mel_config.n_mels
 

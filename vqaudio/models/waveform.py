@@ -122,14 +122,6 @@ class WaveformVQVAE(CodecModel):
         return self.net_config.hop_length
 
     @property
-    def num_codebooks(self) -> int:
-        return self.quantizer.num_codebooks
-
-    @property
-    def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    @property
     def context_samples(self) -> int:
         if self.net_config.lstm:
             # A recurrent bottleneck sees the whole past: chunking cannot be exact, only bounded.
