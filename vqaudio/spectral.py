@@ -139,6 +139,22 @@ def stft(audio: torch.Tensor, config: STFTConfig) -> torch.Tensor:
     return spec.reshape(*lead, config.n_freqs, n_frames)
 
 
+@functools.lru_cache(maxsize=32)
+def _inverse_envelope(win_length: int, n_fft: int, hop_length: int, n_frames: int) -> torch.Tensor:
+    """``1 / sum_f w^2(t - f hop)`` for the overlap-add of ``n_frames`` frames; 0 where the sum vanishes (only
+    inside the padding that is trimmed). Cached: Griffin-Lim calls the inverse STFT dozens of times per clip."""
+    with torch.inference_mode(False):  # see _window
+        window = _window(win_length, n_fft)
+        out_len = (n_frames - 1) * hop_length + n_fft
+        envelope = F.fold(
+            window.square()[None, :, None].expand(1, -1, n_frames).contiguous(),
+            output_size=(1, out_len),
+            kernel_size=(1, n_fft),
+            stride=(1, hop_length),
+        ).reshape(out_len)
+        return torch.where(envelope > 1e-8, 1.0 / envelope.clamp_min(1e-8), torch.zeros_like(envelope))
+
+
 def istft(spec: torch.Tensor, config: STFTConfig, length: int | None = None) -> torch.Tensor:
     """Inverse of :func:`stft` by weighted overlap-add.
 
@@ -155,13 +171,9 @@ def istft(spec: torch.Tensor, config: STFTConfig, length: int | None = None) -> 
     frames = torch.fft.irfft(spec.reshape(-1, n_freqs, n_frames), n=config.n_fft, dim=1)  # [B, n_fft, F]
     frames = frames * window[None, :, None]
     out_len = (n_frames - 1) * config.hop_length + config.n_fft
-    fold = functools.partial(
-        F.fold, output_size=(1, out_len), kernel_size=(1, config.n_fft), stride=(1, config.hop_length)
-    )
-    signal = fold(frames).reshape(frames.shape[0], out_len)
-    envelope = fold(window.square()[None, :, None].expand(1, -1, n_frames)).reshape(out_len)
-    # Where the envelope vanishes (only inside the trimmed padding) leave the samples at zero.
-    signal = signal / torch.where(envelope > 1e-8, envelope, torch.ones_like(envelope))
+    signal = F.fold(frames, output_size=(1, out_len), kernel_size=(1, config.n_fft), stride=(1, config.hop_length))
+    inv_envelope = _inverse_envelope(config.window_length, config.n_fft, config.hop_length, n_frames)
+    signal = signal.reshape(frames.shape[0], out_len) * inv_envelope.to(spec.device)
     length = n_frames * config.hop_length if length is None else length
     signal = signal[:, config.pad : config.pad + length]
     if signal.shape[-1] < length:
