@@ -193,3 +193,30 @@ def test_plot_log_draws_the_curves(corpus: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_vocoder_fine_tunes_on_codec_outputs(corpus: Path, tmp_path: Path) -> None:
+    """init_from starts from exported weights; codec_model feeds the vocoder the codec's decoded mel."""
+    codec_dir = Trainer(load_config(DEBUG, _overrides(corpus, steps=2)), tmp_path / "codec", progress=False).fit()
+    voc_conf = RECIPES / "librispeech" / "conf" / "debug_vocoder.toml"
+    first = Trainer(load_config(voc_conf, _overrides(corpus, steps=2)), tmp_path / "voc", progress=False).fit()
+    tuned = Trainer(
+        load_config(voc_conf, _overrides(corpus, steps=2, init_from=str(first), codec_model=str(codec_dir))),
+        tmp_path / "tuned",
+        progress=False,
+    )
+    before = load_model(first).vocoder
+    assert before is not None and tuned.task.codec is not None  # type: ignore[attr-defined]
+    assert all(
+        torch.equal(a, b) for a, b in zip(tuned.model.state_dict().values(), before.state_dict().values(), strict=True)
+    )
+    batch = next(iter(tuned._loader()))
+    decoded = tuned.task.features(batch.audio, batch.lengths)  # type: ignore[attr-defined]
+    true = load_config(voc_conf, _overrides(corpus))
+    from vqaudio.spectral import log_mel
+
+    assert decoded.shape == log_mel(batch.audio[:, 0], true.model.mel).shape
+    assert not torch.allclose(decoded, log_mel(batch.audio[:, 0], true.model.mel))
+    assert load_model(tuned.fit()).vocoder is not None
+    with pytest.raises(Exception, match="vocoder task only"):
+        load_config(DEBUG, _overrides(corpus, codec_model=str(codec_dir)))

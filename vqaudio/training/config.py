@@ -81,12 +81,20 @@ class TrainConfig:
     valid_every: int = 1000
     seed: int = 0
     threads: int = 0  # torch threads per process; 0 = torch's default
+    # A model directory whose weights (codec and/or vocoder, as the task needs) start the training.
+    init_from: str | None = None
+    # Vocoder task only: a codec model directory. The vocoder then learns from that codec's decoded log-mel
+    # (random number of codebooks per batch) instead of the true log-mel, so it learns to undo the codec's
+    # smoothing rather than only to invert clean features.
+    codec_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("codec", "vocoder"):
             raise ConfigError(f"task must be 'codec' or 'vocoder', got {self.task!r}")
         if self.task == "vocoder" and self.model.vocoder is None:
             raise ConfigError("task 'vocoder' needs a [model.vocoder] section")
+        if self.codec_model is not None and self.task != "vocoder":
+            raise ConfigError("codec_model applies to the vocoder task only")
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 1:
             raise ConfigError("steps and the *_every intervals must be >= 1")
 

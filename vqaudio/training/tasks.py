@@ -9,9 +9,12 @@ import torch
 from torch import nn
 
 from vqaudio.data.dataset import Batch
+from vqaudio.errors import VQAudioError
 from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, masked_l1, masked_mse
 from vqaudio.models.base import CodecModel
 from vqaudio.models.builders import build_codec, build_vocoder
+from vqaudio.models.io import load_model
+from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.spectral import log_mel
 from vqaudio.training.config import TrainConfig
 from vqaudio.vocoders.base import Vocoder
@@ -83,12 +86,31 @@ class VocoderTask(Task):
         self.model: Vocoder = vocoder
         self.stft_loss = MultiResolutionSTFTLoss()
         self.mel_loss = MelLoss(config.model.mel)
+        self.codec: CodecModel | None = None
+        if config.codec_model is not None:
+            loaded = load_model(config.codec_model)
+            if loaded.codec is None or not isinstance(loaded.codec, SpectralVQVAE):
+                raise VQAudioError(f"{config.codec_model}: not a spectral codec")
+            if loaded.config.mel != config.model.mel:
+                raise VQAudioError(f"{config.codec_model}: its mel features differ from the vocoder's")
+            self.codec = loaded.codec.eval().requires_grad_(False)
+            # Its own generator, so drawing the number of codebooks does not disturb the global RNG stream.
+            self.generator = torch.Generator().manual_seed(config.seed)
+
+    def features(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """True log-mel ``[B, n_mels, F]``, or the codec's reconstruction of it at a random bitrate."""
+        with torch.no_grad():
+            target = log_mel(audio[:, 0], self.config.model.mel)
+            if self.codec is None:
+                return target
+            k = int(torch.randint(1, self.codec.num_codebooks + 1, (), generator=self.generator))
+            decoded = self.codec.decode(self.codec.encode(audio, lengths, n_codebooks=k))
+            return decoded[..., : target.shape[-1]]
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         w = self.config.loss
         real = batch.audio
-        with torch.no_grad():
-            features = log_mel(real[:, 0], self.config.model.mel)
+        features = self.features(real, batch.lengths)
         fake = model(features)[:, None, : real.shape[-1]]
         rec = self.stft_loss(fake, real)
         mel = self.mel_loss(fake, real)

@@ -122,12 +122,27 @@ class Trainer:
                 self.disc_wrapped = nn.parallel.DistributedDataParallel(self.disc)
             self.disc_optimizer = torch.optim.AdamW(self.disc.parameters(), lr=o.lr, betas=o.betas)
         self.step = 0
+        if config.init_from is not None:
+            self._init_weights(config.init_from)
         if resume and (self.out / CHECKPOINT).exists():
             self._load(load_checkpoint(self.out / CHECKPOINT))
         elif not resume and (self.out / CHECKPOINT).exists():
             raise VQAudioError(
                 f"{self.out} already holds a checkpoint; pass --resume to continue it or pick another --out"
             )
+
+    def _init_weights(self, directory: str) -> None:
+        """Start from the weights of an exported model (fine-tuning); the optimiser starts fresh."""
+        from vqaudio.models.io import load_model
+
+        loaded = load_model(directory)
+        source = loaded.codec if isinstance(self.model, CodecModel) else loaded.vocoder
+        if source is None:
+            raise VQAudioError(f"{directory}: has no {self.config.task} weights to start from")
+        try:
+            self.model.load_state_dict(source.state_dict())
+        except RuntimeError:
+            raise VQAudioError(f"{directory}: its {self.config.task} does not match this config's model") from None
 
     # -- state -----------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
