@@ -474,3 +474,17 @@ def test_model_card_chooses_the_default_vocoder(tmp_path: Path) -> None:
     meta["card"]["default_vocoder"] = "griffin-lim"
     (d / "config.json").write_text(json.dumps(meta))
     assert load(d).default_vocoder == "griffin-lim"
+
+
+def test_model_card_sets_the_default_bitrate(tmp_path: Path) -> None:
+    import json
+
+    d = make_model_dir(tmp_path / "m")
+    meta = json.loads((d / "config.json").read_text())
+    meta["card"]["default_codebooks"] = 2
+    (d / "config.json").write_text(json.dumps(meta))
+    tok = load(d)
+    enc = tok.encode(speech_like(0.5), 16000)
+    assert tok.default_codebooks == 2 and enc.num_codebooks == 2
+    assert tok.bitrate() == tok.bitrate(2) < tok.bitrate(tok.num_codebooks)
+    assert tok.encode(speech_like(0.5), 16000, n_codebooks=4).num_codebooks == 4

@@ -40,7 +40,8 @@ class VocoderChoice(str, enum.Enum):
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Shipped model name or model directory.")]
 NCodebooksOpt = Annotated[
-    int | None, typer.Option("--n-codebooks", "-k", min=1, help="Codebooks to use (fewer = lower bitrate).")
+    int | None,
+    typer.Option("--n-codebooks", "-k", min=1, help="Codebooks to use (default: the model's default bitrate)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 VocoderOpt = Annotated[
@@ -144,7 +145,7 @@ def tokenize(
             save_codes(dst, enc.codes.numpy(), enc.header(), fmt=fmt.value, overwrite=force)
             frames += enc.num_frames
             seconds += enc.original_length / enc.sample_rate
-        k = n_codebooks or tok.num_codebooks
+        k = n_codebooks or tok.default_codebooks
         where = targets[0] if len(targets) == 1 else (out_dir or "beside the inputs")
         typer.echo(
             f"{len(paths)} file(s), {seconds:.2f} s -> {frames} frames x {k} codebooks at "
@@ -236,7 +237,8 @@ def _describe_model(tok: Any) -> dict[str, Any]:
         "num_codebooks": tok.num_codebooks,
         "codebook_size": tok.codebook_size,
         "bitrates_kbps": [round(tok.bitrate(k) / 1000, 3) for k in range(1, tok.num_codebooks + 1)],
-        "default_codebooks": card.get("default_codebooks", tok.num_codebooks),
+        "default_codebooks": tok.default_codebooks,
+        "default_vocoder": tok.default_vocoder,
         "vocoders": list(tok.vocoders),
         "checksum": tok.checksum[:16],
         "size_mb": round(sum(f.stat().st_size for f in tok.loaded.path.iterdir()) / 1e6, 2)

@@ -166,10 +166,17 @@ class Tokenizer:
         return self.vocoders[0] if self.vocoders else None
 
     def bitrate(self, n_codebooks: int | None = None) -> float:
+        """Bits per second with ``n_codebooks`` codebooks (default: :attr:`default_codebooks`)."""
         return self.model.bitrate(self._n(n_codebooks))
 
+    @property
+    def default_codebooks(self) -> int:
+        """Codebooks used when none are asked for: the model card's ``default_codebooks``, else all."""
+        k = self.loaded.card.get("default_codebooks")
+        return k if isinstance(k, int) and 1 <= k <= self.num_codebooks else self.num_codebooks
+
     def _n(self, n_codebooks: int | None) -> int:
-        n = self.num_codebooks if n_codebooks is None else n_codebooks
+        n = self.default_codebooks if n_codebooks is None else n_codebooks
         if not 1 <= n <= self.num_codebooks:
             raise VQAudioError(f"--n-codebooks must be between 1 and {self.num_codebooks} for {self.name}, got {n}")
         return n
