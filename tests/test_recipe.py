@@ -51,6 +51,8 @@ def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
     valid = (work / "data" / "debug" / "valid.list").read_text().split()
     train = (work / "data" / "debug" / "train.tsv").read_text()
     assert valid and not any(Path(v).name in train for v in valid)
+    # The speech recipe fine-tunes its vocoder on the codec's output (stage 4b) and releases that one.
+    assert (exp / "vocoder-ft" / "model").is_dir() == (recipe == "librispeech")
     release = load_model(exp / "release")
     assert release.codec is not None and release.vocoder is not None
     assert (exp / "release" / "README.md").exists()

@@ -1,6 +1,7 @@
 # Shared stages of the vqaudio recipes, sourced by recipes/<name>/run.sh after it sets:
 #   name           default model name (exp/<name>, data/<name>)
 #   codec_conf, voc_conf, debug_codec_conf, debug_voc_conf   configs below the recipe's conf/
+#   voc_ft_conf, debug_voc_ft_conf   optional: fine-tune the vocoder on the codec's decoded mel (stage 4b)
 #   min_rate       skip training files below this sample rate
 #   download_cmd   python statement that downloads the corpus into $work/download (stage 1)
 #   default_corpus where download_cmd leaves the corpus
@@ -13,7 +14,8 @@
 #   1 download   (skipped with --corpus)
 #   2 prepare    data/<name>/train.tsv (held-out files excluded) and data/<name>/valid.list
 #   3 codec      train the VQ-VAE
-#   4 vocoder    train the learned vocoder on the same features
+#   4 vocoder    train the learned vocoder on the same features, then (with voc_ft_conf) fine-tune it on
+#                what the stage-3 codec decodes
 #   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md)
 #   6 evaluate   PESQ-WB/STOI/SI-SDR/mel distance/bitrate on the held-out list -> exp/<name>/results.md
 set -euo pipefail
@@ -39,7 +41,10 @@ done
 
 exp=$work/exp/$name; data=$work/data/$name
 mkdir -p "$exp" "$data"
-if [ "$debug" = 1 ]; then codec_conf=$debug_codec_conf; voc_conf=$debug_voc_conf; fi
+voc_ft_conf=${voc_ft_conf:-}
+if [ "$debug" = 1 ]; then codec_conf=$debug_codec_conf; voc_conf=$debug_voc_conf; voc_ft_conf=${debug_voc_ft_conf:-}; fi
+vocoder_model=$exp/vocoder/model
+if [ -n "$voc_ft_conf" ]; then vocoder_model=$exp/vocoder-ft/model; fi
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && [ ! -f "$exp/.stage$1.done" ]; }
 done_stage() { touch "$exp/.stage$1.done"; echo "stage $1 done"; }
 step_args() { if [ -n "$1" ]; then echo "--steps $1"; fi; }
@@ -84,12 +89,17 @@ fi
 if run_stage 4; then
     echo "stage 4: training the vocoder ($voc_conf)"
     "$vqaudio" train --config "$voc_conf" --out "$exp/vocoder" --resume --no-progress $(step_args "$voc_steps") "${train_data[@]}"
+    if [ -n "$voc_ft_conf" ]; then
+        echo "stage 4b: fine-tuning the vocoder on the codec's output ($voc_ft_conf)"
+        "$vqaudio" train --config "$voc_ft_conf" --out "$exp/vocoder-ft" --resume --no-progress "${train_data[@]}" \
+            --set "init_from=\"$exp/vocoder/model\"" --set "codec_model=\"$exp/codec/model\""
+    fi
     done_stage 4
 fi
 
 if run_stage 5; then
     echo "stage 5: export"
-    "$vqaudio" export --codec "$exp/codec/model" --vocoder "$exp/vocoder/model" --name "$name" \
+    "$vqaudio" export --codec "$exp/codec/model" --vocoder "$vocoder_model" --name "$name" \
         --output "$exp/release" --force
     done_stage 5
 fi
