@@ -9,6 +9,7 @@
 #   dev_subdir     sub-folder of a corpus root that holds the held-out audio (when no --dev-list is given)
 #
 # Options: --stage N --stop-stage N --corpus DIR --dev-list FILE --dev-root DIR --dev-subdir DIR --name NAME --workdir DIR
+#          --exclude FILE (more paths to keep out of training, e.g. audio whose license does not allow it)
 #          --steps N --vocoder-steps N --debug
 # Stages (each writes exp/<name>/.stageN.done and is skipped when that marker exists):
 #   1 download   (skipped with --corpus)
@@ -20,7 +21,7 @@
 #   6 evaluate   PESQ-WB/STOI/SI-SDR/mel distance/bitrate on the held-out list -> exp/<name>/results.md
 set -euo pipefail
 
-stage=1; stop_stage=6; work=.; corpus=""; dev_list=""; dev_root=""; debug=0; steps=""; voc_steps=""
+stage=1; stop_stage=6; work=.; extra_exclude=""; corpus=""; dev_list=""; dev_root=""; debug=0; steps=""; voc_steps=""
 vqaudio=${VQAUDIO:-vqaudio}; python=${PYTHON:-python3}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
         --dev-list) dev_list=$2; shift 2 ;;
         --dev-root) dev_root=$2; shift 2 ;;
         --dev-subdir) dev_subdir=$2; shift 2 ;;
+        --exclude) extra_exclude=$2; shift 2 ;;
         --name) name=$2; shift 2 ;;
         --workdir) work=$2; shift 2 ;;
         --steps) steps=$2; shift 2 ;;
@@ -66,15 +68,16 @@ if run_stage 2; then
     if [ -n "$dev_list" ]; then
         root=${dev_root:-$(dirname "$dev_list")}
         sed "s|^|$root/|" "$dev_list" | while read -r f; do realpath "$f"; done > "$data/valid.list"
-        excl=(--exclude-list "$dev_list")
+        cat "$dev_list" > "$data/exclude.list"
     else
         find "$corpus/$dev_subdir" -type f \( -name '*.flac' -o -name '*.wav' -o -name '*.mp3' \) \
             | sort | while read -r f; do realpath "$f"; done > "$data/valid.list"
-        excl=(--exclude-list "$data/valid.list")
+        cat "$data/valid.list" > "$data/exclude.list"
     fi
+    if [ -n "$extra_exclude" ]; then cat "$extra_exclude" >> "$data/exclude.list"; fi
     train_src="$corpus"
     if [ -z "$dev_list" ] && [ -n "$train_subdir" ] && [ -d "$corpus/$train_subdir" ]; then train_src="$corpus/$train_subdir"; fi
-    "$vqaudio" prepare "$train_src" -o "$data/train.tsv" --min-sample-rate "$min_rate" "${excl[@]}" --force
+    "$vqaudio" prepare "$train_src" -o "$data/train.tsv" --min-sample-rate "$min_rate" --exclude-list "$data/exclude.list" --force
     done_stage 2
 fi
 
