@@ -317,6 +317,7 @@ def render_report(table: str, command: str, date: str, n_files: int, lossy: Sequ
         f"{len(lossy)} excluded, {n_files} scored."
     )
     return (
+        "## Quality\n\n"
         f"Produced by `{command}` on {date}.\n\n"
         f"{note} Each system's output is delay-aligned (up to ±50 ms) before scoring; scores are means over "
         f"files, ignoring NaN; x real-time is total audio duration over total wall time of the system call "

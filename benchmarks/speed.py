@@ -135,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             fast = "learned" if "learned" in available else None
             rows.append(measure("long", _make_long_file(args.long_seconds, Path(tmp) / "long.wav"), fast))
     k = args.n_codebooks or "all"
+    command = "python " + " ".join(["benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)])
     lines = [
+        "## Speed",
+        "",
+        f"Produced by `{command}`. Time it on an otherwise idle machine: a background job halves these figures.",
+        "",
         f"Speed of `{args.model}` ({k} codebooks), {args.threads} threads, median of {args.repeats} runs:",
         "",
         "| task | vocoder | audio (s) | x real-time | peak memory (MB) |",
