@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             fast = "learned" if "learned" in available else None
             rows.append(measure("long", _make_long_file(args.long_seconds, Path(tmp) / "long.wav"), fast))
-    k = args.n_codebooks or "all"
+    k = args.n_codebooks or "default"
     command = "python " + " ".join(["benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)])
     lines = [
         "## Speed",
