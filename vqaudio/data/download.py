@@ -395,11 +395,15 @@ def extract_tar(archive: str | Path, dest_dir: str | Path) -> Path:
     except (tarfile.TarError, EOFError, OSError) as exc:
         # TarError includes the data filter's FilterError, whose message names the member.
         raise DownloadError(f"{archive}: cannot extract: {exc}") from exc
-    # Written last and atomically, so its presence means the whole archive is on disk.
+    _write_marker(marker, archive, count)
+    return dest
+
+
+def _write_marker(marker: Path, archive: Path, count: int) -> None:
+    """Written last and atomically, so its presence means the whole archive is on disk."""
     tmp = marker.with_name(marker.name + ".tmp")
     tmp.write_text(f"{archive.name}\n{count} members\n", encoding="utf-8")
     os.replace(tmp, marker)
-    return dest
 
 
 def download_librispeech(
@@ -486,9 +490,7 @@ def extract_zip(archive: str | Path, dest_dir: str | Path) -> Path:
             count = len(zf.infolist())
     except (zipfile.BadZipFile, OSError) as exc:
         raise DownloadError(f"{archive}: cannot extract: {exc}") from exc
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(f"{archive.name}\n{count} members\n", encoding="utf-8")
-    os.replace(tmp, marker)
+    _write_marker(marker, archive, count)
     return dest
 
 
