@@ -207,6 +207,17 @@ def log_mel(audio: torch.Tensor, config: MelConfig) -> torch.Tensor:
     return torch.log(torch.clamp(mel, min=LOG_EPS))
 
 
+@functools.lru_cache(maxsize=16)
+def _mel_inverse(config: MelConfig) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Pseudo-inverse, Gram matrix and projected-gradient step of the mel basis; cached because Griffin-Lim
+    decoding calls :func:`mel_to_magnitude` once per window and the SVD behind ``pinv`` is the costly part."""
+    basis = mel_basis(config)
+    with torch.inference_mode(False):  # see _window
+        # Step size 1 / L with L the largest eigenvalue of M^T M keeps projected gradient descent stable.
+        step = 1.0 / float(torch.linalg.matrix_norm(basis, ord=2) ** 2)
+        return torch.linalg.pinv(basis), basis.T @ basis, step
+
+
 def mel_to_magnitude(log_mel_spec: torch.Tensor, config: MelConfig, iterations: int = 0) -> torch.Tensor:
     """Approximate inverse of the mel projection: log-mel ``[..., n_mels, F]`` -> magnitude ``[..., n_freqs, F]``.
 
@@ -214,12 +225,11 @@ def mel_to_magnitude(log_mel_spec: torch.Tensor, config: MelConfig, iterations: 
     refined with a few projected-gradient steps (``iterations``) on ``||M s - m||^2`` subject to ``s >= 0``.
     """
     basis = mel_basis(config).to(log_mel_spec.device)
+    pinv, gram, step = _mel_inverse(config)
     mel = torch.exp(log_mel_spec.float())
-    mag = torch.clamp(torch.matmul(torch.linalg.pinv(basis), mel), min=0.0)
+    mag = torch.clamp(torch.matmul(pinv.to(mel.device), mel), min=0.0)
     if iterations:
-        # Step size 1 / L with L the largest eigenvalue of M^T M keeps projected gradient descent stable.
-        step = 1.0 / float(torch.linalg.matrix_norm(basis, ord=2) ** 2)
-        gram = basis.T @ basis
+        gram = gram.to(mel.device)
         target = basis.T @ mel
         for _ in range(iterations):
             mag = torch.clamp(mag - step * (torch.matmul(gram, mag) - target), min=0.0)

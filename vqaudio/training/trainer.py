@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from vqaudio.config import to_dict
 from vqaudio.data.dataset import Batch, CropDataset, StepSampler, collate
-from vqaudio.data.manifest import ManifestEntry, read_exclude_list, read_manifest, scan_audio
+from vqaudio.data.manifest import ManifestEntry, is_excluded, read_exclude_list, read_manifest, scan_audio
 from vqaudio.errors import VQAudioError
 from vqaudio.models.base import CodecModel
 from vqaudio.models.io import save_model
@@ -69,8 +69,6 @@ def collect_entries(
         if src.endswith(".list"):
             entries += scan_audio(read_exclude_list(src), exclude=exclude, min_sample_rate=min_sample_rate)
         elif src.endswith(".tsv"):
-            from vqaudio.data.manifest import is_excluded
-
             entries += [
                 e
                 for e in read_manifest(src)
