@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 from conftest import speech_like
 
 from vqaudio.models.io import load_model
@@ -51,10 +52,18 @@ def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
     valid = (work / "data" / "debug" / "valid.list").read_text().split()
     train = (work / "data" / "debug" / "train.tsv").read_text()
     assert valid and not any(Path(v).name in train for v in valid)
-    # The speech recipe fine-tunes its vocoder on the codec's output (stage 4b) and releases that one.
+    # The speech recipe fine-tunes its vocoder on the codec's output (stage 4b), trains it adversarially (4c)
+    # and releases that one.
     assert (exp / "vocoder-ft" / "model").is_dir() == (recipe == "librispeech")
+    assert (exp / "vocoder-gan" / "model").is_dir() == (recipe == "librispeech")
     release = load_model(exp / "release")
     assert release.codec is not None and release.vocoder is not None
+    if recipe == "librispeech":
+        gan = load_model(exp / "vocoder-gan" / "model").vocoder
+        assert gan is not None
+        released = release.vocoder.state_dict()
+        # Up to the fp16 rounding of the export.
+        assert all(torch.allclose(v, released[k], rtol=1e-3, atol=1e-6) for k, v in gan.state_dict().items())
     assert (exp / "release" / "README.md").exists()
     assert "vqaudio:" in (exp / "results.md").read_text()
     # Idempotent: a second run skips every stage.

@@ -2,6 +2,7 @@
 #   name           default model name (exp/<name>, data/<name>)
 #   codec_conf, voc_conf, debug_codec_conf, debug_voc_conf   configs below the recipe's conf/
 #   voc_ft_conf, debug_voc_ft_conf   optional: fine-tune the vocoder on the codec's decoded mel (stage 4b)
+#   voc_gan_conf, debug_voc_gan_conf optional: then train it adversarially on the codec's decoded mel (stage 4c)
 #   min_rate       skip training files below this sample rate
 #   download_cmd   python statement that downloads the corpus into $work/download (stage 1)
 #   default_corpus where download_cmd leaves the corpus
@@ -16,7 +17,7 @@
 #   2 prepare    data/<name>/train.tsv (held-out files excluded) and data/<name>/valid.list
 #   3 codec      train the VQ-VAE
 #   4 vocoder    train the learned vocoder on the same features, then (with voc_ft_conf) fine-tune it on
-#                what the stage-3 codec decodes
+#                what the stage-3 codec decodes, then (with voc_gan_conf) go on with adversarial losses
 #   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md)
 #   6 evaluate   PESQ-WB/STOI/SI-SDR/mel distance/bitrate on the held-out list -> exp/<name>/results.md
 set -euo pipefail
@@ -43,10 +44,15 @@ done
 
 exp=$work/exp/$name; data=$work/data/$name
 mkdir -p "$exp" "$data"
-voc_ft_conf=${voc_ft_conf:-}
-if [ "$debug" = 1 ]; then codec_conf=$debug_codec_conf; voc_conf=$debug_voc_conf; voc_ft_conf=${debug_voc_ft_conf:-}; fi
+voc_ft_conf=${voc_ft_conf:-}; voc_gan_conf=${voc_gan_conf:-}
+if [ "$debug" = 1 ]; then
+    codec_conf=$debug_codec_conf; voc_conf=$debug_voc_conf
+    voc_ft_conf=${debug_voc_ft_conf:-}; voc_gan_conf=${debug_voc_gan_conf:-}
+fi
+# Each vocoder stage starts from the one before; the last one that runs is released.
 vocoder_model=$exp/vocoder/model
 if [ -n "$voc_ft_conf" ]; then vocoder_model=$exp/vocoder-ft/model; fi
+if [ -n "$voc_gan_conf" ]; then vocoder_model=$exp/vocoder-gan/model; fi
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && [ ! -f "$exp/.stage$1.done" ]; }
 done_stage() { touch "$exp/.stage$1.done"; echo "stage $1 done"; }
 step_args() { if [ -n "$1" ]; then echo "--steps $1"; fi; }
@@ -96,6 +102,13 @@ if run_stage 4; then
         echo "stage 4b: fine-tuning the vocoder on the codec's output ($voc_ft_conf)"
         "$vqaudio" train --config "$voc_ft_conf" --out "$exp/vocoder-ft" --resume --no-progress "${train_data[@]}" \
             --set "init_from=\"$exp/vocoder/model\"" --set "codec_model=\"$exp/codec/model\""
+    fi
+    if [ -n "$voc_gan_conf" ]; then
+        previous=$exp/vocoder/model
+        if [ -n "$voc_ft_conf" ]; then previous=$exp/vocoder-ft/model; fi
+        echo "stage 4c: adversarial training of the vocoder on the codec's output ($voc_gan_conf)"
+        "$vqaudio" train --config "$voc_gan_conf" --out "$exp/vocoder-gan" --resume --no-progress "${train_data[@]}" \
+            --set "init_from=\"$previous\"" --set "codec_model=\"$exp/codec/model\""
     fi
     done_stage 4
 fi

@@ -14,8 +14,9 @@ cd "$(dirname "$0")"
 recipes_dir=$(cd .. && pwd)
 name=speech-16k
 codec_conf=conf/speech16k.toml; voc_conf=conf/vocoder16k.toml
-voc_ft_conf=conf/vocoder16k_finetune.toml
-debug_codec_conf=conf/debug.toml; debug_voc_conf=conf/debug_vocoder.toml; debug_voc_ft_conf=conf/debug_vocoder.toml
+voc_ft_conf=conf/vocoder16k_finetune.toml; voc_gan_conf=conf/vocoder16k_gan.toml
+debug_codec_conf=conf/debug.toml; debug_voc_conf=conf/debug_vocoder.toml
+debug_voc_ft_conf=conf/debug_vocoder.toml; debug_voc_gan_conf=conf/debug_vocoder_gan.toml
 min_rate=16000
 default_corpus=LibriSpeech
 train_subdir=train-clean-100; dev_subdir=dev-clean
