@@ -11,7 +11,8 @@ Systems:
     codec2-3200, codec2-1200, codec2-700C, opus-6, opus-8   Debian command-line codecs
     griffin-lim-true-mel       Griffin-Lim from the original's own mel spectrogram: the ceiling of a
                                perfect mel codec followed by a Griffin-Lim back end
-    vqaudio:<model>[@K][+vocoder]   a vqaudio model with K codebooks and the named vocoder
+    vqaudio:<model>[@K][+vocoder][%precision]   a vqaudio model with K codebooks, the named vocoder and the
+                               decoder arithmetic (auto, float32 or bfloat16; default auto, as the CLI)
 
 Files whose ``lossy_origin`` is set in a ``manifest.tsv`` beside or above them were decoded from MP3 or
 Vorbis, so they already carry coding artefacts; they are excluded.
@@ -45,7 +46,9 @@ from vqaudio.evaluation import QualityScores, score
 RATE = 16000
 GRIFFIN_LIM = "griffin-lim-true-mel"
 DEFAULT_SYSTEMS = [*REFERENCE_CODECS, GRIFFIN_LIM]
-_VQAUDIO_SYSTEM = re.compile(r"^vqaudio:(?P<model>[^@+]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>.+))?$")
+_VQAUDIO_SYSTEM = re.compile(
+    r"^vqaudio:(?P<model>[^@+%]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%]+))?(?:%(?P<precision>auto|float32|bfloat16))?$"
+)
 
 # Mel analysis for the Griffin-Lim ceiling: 80 bands, 40 ms window, 10 ms hop at 16 kHz.
 _GL_N_MELS = 80
@@ -110,10 +113,12 @@ def _vqaudio_system(spec: str) -> System:
     """Build a ``vqaudio:<model>[@K][+vocoder]`` system; vqaudio's model API is imported only here."""
     match = _VQAUDIO_SYSTEM.match(spec)
     if match is None:
-        raise VQAudioError(f"{spec}: expected vqaudio:<model>[@K][+vocoder], e.g. vqaudio:speech-16k@3+learned")
+        raise VQAudioError(
+            f"{spec}: expected vqaudio:<model>[@K][+vocoder][%precision], e.g. vqaudio:speech-16k@3+learned"
+        )
     import vqaudio
 
-    tokenizer = vqaudio.load(match["model"])  # type: ignore[attr-defined]
+    tokenizer = vqaudio.load(match["model"], decode_precision=match["precision"] or "auto")  # type: ignore[attr-defined]
     options: dict[str, Any] = {}
     if match["k"] is not None:
         options["n_codebooks"] = int(match["k"])
@@ -164,7 +169,7 @@ def build_systems(names: Iterable[str]) -> list[System]:
             except (ImportError, AttributeError, VQAudioError) as exc:
                 _warn(f"skipping {name}: {exc}")
         else:
-            known = ", ".join([*DEFAULT_SYSTEMS, "vqaudio:<model>[@K][+vocoder]"])
+            known = ", ".join([*DEFAULT_SYSTEMS, "vqaudio:<model>[@K][+vocoder][%precision]"])
             raise VQAudioError(f"unknown system {name!r}; known: {known}")
     return systems
 

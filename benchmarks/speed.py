@@ -28,7 +28,11 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
     from vqaudio.audio import load_audio
 
     torch.set_num_threads(args.threads)
-    tok = vqaudio.load(args.model)
+    tok = vqaudio.load(args.model, encode_precision=args.encode_precision, decode_precision=args.decode_precision)
+    names = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+    arithmetic = (
+        names[tok.encode_dtype] if args.task == "tokenize" else f"{names[tok.encode_dtype]} / {names[tok.decode_dtype]}"
+    )
     k = args.n_codebooks
     if args.task == "long":
         # Stream a long file through encode, then decode it straight back to disk: only the codes and one
@@ -42,6 +46,7 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
         return {
             "task": "resynth-long (file to file)",
             "vocoder": args.vocoder,
+            "arithmetic": arithmetic,
             "seconds": seconds,
             "x_realtime": seconds / wall,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -65,6 +70,7 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
     return {
         "task": args.task,
         "vocoder": args.vocoder,
+        "arithmetic": arithmetic,
         "seconds": seconds,
         "x_realtime": seconds / wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -92,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--n-codebooks", type=int, default=None)
     p.add_argument("--vocoders", nargs="+", default=["learned", "griffin-lim"])
+    p.add_argument("--encode-precision", default="float32", choices=["auto", "float32", "bfloat16"])
+    p.add_argument("--decode-precision", default="auto", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--long-seconds", type=float, default=0.0, help="also stream-encode a file this long")
     p.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     p.add_argument("--task", choices=["tokenize", "resynth", "long"], help=argparse.SUPPRESS)
@@ -115,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             str(args.threads),
             "--repeats",
             str(args.repeats),
+            "--encode-precision",
+            args.encode_precision,
+            "--decode-precision",
+            args.decode_precision,
         ]
         if args.n_codebooks:
             cmd += ["--n-codebooks", str(args.n_codebooks)]
@@ -143,12 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Speed of `{args.model}` ({k} codebooks), {args.threads} threads, median of {args.repeats} runs:",
         "",
-        "| task | vocoder | audio (s) | x real-time | peak memory (MB) |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "Arithmetic is encoder / decoder; `auto` decoding uses bfloat16 where the CPU has it natively.",
+        "",
+        "| task | vocoder | arithmetic | audio (s) | x real-time | peak memory (MB) |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r.get('vocoder') or '-'} | {float(r['seconds']):.1f} | "  # type: ignore[arg-type]
+            f"| {r['task']} | {r.get('vocoder') or '-'} | {r['arithmetic']} | "
+            f"{float(r['seconds']):.1f} | "  # type: ignore[arg-type]
             f"{float(r['x_realtime']):.0f} | {float(r['peak_rss_mb']):.0f} |"
         )  # type: ignore[arg-type]
     table = "\n".join(lines) + "\n"

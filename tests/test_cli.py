@@ -268,6 +268,18 @@ def test_detokenize_refuses_overwrite(tmp_path: Path, tokens: Path, model: str) 
     assert out.read_bytes() != first
 
 
+@pytest.mark.parametrize("command", ["resynth", "detokenize", "tokenize"])
+def test_precision_option(tmp_path: Path, speech_wav: Path, tokens: Path, model: str, command: str) -> None:
+    out = tmp_path / ("out.vqt" if command == "tokenize" else "out.wav")
+    src = tokens if command == "detokenize" else speech_wav
+    extra: list[object] = ["-o", out] if command == "tokenize" else [out]
+    for precision in ("float32", "bfloat16"):
+        assert_ok(invoke(command, src, *extra, "--model", model, "--precision", precision, "--force"))
+        assert out.stat().st_size > 0
+    result = invoke(command, src, *extra, "--model", model, "--precision", "fp8", "--force")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+
+
 # --- detokenize -----------------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,12 @@ class TokenFormat(str, enum.Enum):
     json = "json"
 
 
+class Precision(str, enum.Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
 class VocoderChoice(str, enum.Enum):
     learned = "learned"
     griffin_lim = "griffin-lim"
@@ -44,6 +50,17 @@ NCodebooksOpt = Annotated[
     typer.Option("--n-codebooks", "-k", min=1, help="Codebooks to use (default: the model's default bitrate)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
+EncodePrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="Encoder arithmetic. bfloat16 is faster on CPUs that have it, but flips about one code in ten.",
+    ),
+]
+DecodePrecisionOpt = Annotated[
+    Precision,
+    typer.Option("--precision", help="Decoder arithmetic; auto: bfloat16 where the CPU has it natively."),
+]
 VocoderOpt = Annotated[
     VocoderChoice | None, typer.Option("--vocoder", help="Back end for spectral models (default: learned).")
 ]
@@ -104,6 +121,7 @@ def tokenize(
         TokenFormat | None, typer.Option("--format", help="Token file format (default: from -o's suffix, else vqt).")
     ] = None,
     n_codebooks: NCodebooksOpt = None,
+    precision: EncodePrecisionOpt = Precision.float32,
     force: ForceOpt = False,
 ) -> None:
     """Encode audio into a token file (default: IN.vqt beside each input)."""
@@ -119,7 +137,7 @@ def tokenize(
         if fmt is not None and implied is not None and fmt != implied:
             raise VQAudioError(f"--format {fmt.value} does not match the output name {output}")
         fmt = fmt or implied or TokenFormat.vqt
-        tok = load(model)
+        tok = load(model, encode_precision=precision.value)
         targets = []
         for p in paths:
             if output is not None:
@@ -155,7 +173,7 @@ def tokenize(
         _fail(str(e))
 
 
-def _load_tokens(path: Path, tok_model: str | None) -> tuple[Any, Any]:
+def _load_tokens(path: Path, tok_model: str | None, decode_precision: str) -> tuple[Any, Any]:
     """Read a token file and pick the model: ``--model`` if given, else the one named in the file."""
     from vqaudio.tokenfile import assume_model, load_codes
     from vqaudio.tokenizer import load
@@ -164,7 +182,7 @@ def _load_tokens(path: Path, tok_model: str | None) -> tuple[Any, Any]:
     if tf.header.is_unknown:
         if tok_model is None:
             raise VQAudioError(f"{path} does not say which model made it; pass --model")
-        tok = load(tok_model)
+        tok = load(tok_model, decode_precision=decode_precision)
         tf = type(tf)(
             header=assume_model(
                 tf.header,
@@ -176,7 +194,7 @@ def _load_tokens(path: Path, tok_model: str | None) -> tuple[Any, Any]:
             codes=tf.codes,
         )
     else:
-        tok = load(tok_model or tf.header.model_id)
+        tok = load(tok_model or tf.header.model_id, decode_precision=decode_precision)
     return tf, tok
 
 
@@ -188,12 +206,13 @@ def detokenize(
         str | None, typer.Option("--model", "-m", help="Model (default: the one named in the file).")
     ] = None,
     vocoder: VocoderOpt = None,
+    precision: DecodePrecisionOpt = Precision.auto,
     force: ForceOpt = False,
 ) -> None:
     """Decode a token file back into audio."""
     try:
         _refuse_existing(output, force)
-        tf, tok = _load_tokens(tokens, model)
+        tf, tok = _load_tokens(tokens, model, precision.value)
         seconds = tok.decode_to_file(tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
         typer.echo(f"{tokens} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
     except VQAudioError as e:
@@ -207,16 +226,17 @@ def resynth(
     model: ModelOpt = "speech-16k",
     n_codebooks: NCodebooksOpt = None,
     vocoder: VocoderOpt = None,
+    precision: DecodePrecisionOpt = Precision.auto,
     force: ForceOpt = False,
 ) -> None:
-    """Encode and decode: hear what the codec keeps."""
+    """Encode and decode: hear what the codec keeps (encoding in float32, as tokenize does by default)."""
     try:
         from vqaudio.tokenizer import load
 
         if output.resolve() == input.resolve():
             raise VQAudioError("output would overwrite the input; choose another name")
         _refuse_existing(output, force)
-        tok = load(model)
+        tok = load(model, decode_precision=precision.value)
         enc = tok.encode(input, n_codebooks=n_codebooks)
         tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
         typer.echo(

@@ -161,7 +161,9 @@ class SpectralVQVAE(CodecModel):
         else:
             # Samples past an item's length must not leak into its last frames: zero them, as padding would be.
             audio = audio * lengths_to_mask(lengths, audio.shape[-1])
-        mel = self.features(audio)
+        # The features stay float32 under autocast: the mel filterbank product would otherwise round them.
+        with torch.autocast(audio.device.type, enabled=False):
+            mel = self.features(audio.float())
         mel_lengths = torch.clamp((lengths + hop - 1) // hop, min=1)
         return mel, lengths_to_mask(mel_lengths, mel.shape[-1])
 

@@ -94,18 +94,21 @@ class ResidualVectorQuantizer(BaseQuantizer):
     def encode(self, x: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
         """``[B, D, F]`` -> ``[B, K', F]``."""
         n = self._check(n_codebooks)
-        residual = x.float()
         codes = []
-        for layer in self.layers[:n]:
-            c = layer.encode(residual)
-            residual = residual - layer.decode(c)
-            codes.append(c)
+        # Nearest-neighbour search in float32 even under autocast: bfloat16 distances pick wrong codes.
+        with torch.autocast(x.device.type, enabled=False):
+            residual = x.float()
+            for layer in self.layers[:n]:
+                c = layer.encode(residual)
+                residual = residual - layer.decode(c)
+                codes.append(c)
         return torch.cat(codes, dim=1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``[B, K', F]`` -> ``[B, D, F]``, summing the first ``K'`` codebooks."""
         self._check(codes.shape[1])
         out = torch.zeros(codes.shape[0], self.dim, codes.shape[2], device=codes.device)
-        for k, layer in enumerate(self.layers[: codes.shape[1]]):
-            out = out + layer.decode(codes[:, k : k + 1])
+        with torch.autocast(codes.device.type, enabled=False):
+            for k, layer in enumerate(self.layers[: codes.shape[1]]):
+                out = out + layer.decode(codes[:, k : k + 1])
         return out

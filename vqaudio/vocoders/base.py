@@ -14,6 +14,9 @@ class Vocoder(nn.Module, ABC):
     """Turns log-mel ``[B, n_mels, F]`` (framing of :mod:`vqaudio.spectral`) into audio ``[B, F * hop]``."""
 
     name: str = ""
+    # Whether it may run under bfloat16 autocast. Iterative phase estimation (Griffin-Lim) may not: its
+    # projections accumulate the rounding.
+    low_precision_ok: bool = True
 
     def __init__(self, mel: MelConfig) -> None:
         super().__init__()

@@ -11,6 +11,7 @@ from vqaudio.vocoders.griffin_lim import GriffinLimConfig, griffin_lim
 
 class GriffinLimVocoder(Vocoder):
     name = "griffin-lim"
+    low_precision_ok = False
 
     def __init__(
         self, mel: MelConfig, config: GriffinLimConfig = GriffinLimConfig(), mel_inversion_iters: int = 30
