@@ -57,6 +57,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same name and config as ``tiny_model_dir`` but another seed: other weights, other checksum."""
+    return make_model_dir(tmp_path_factory.mktemp("other") / "tiny", seed=1)
+
+
+@pytest.fixture(scope="session")
 def tiny_waveform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("models") / "tiny-wave", family="waveform", name="tiny-wave")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_model_dir, speech_like
+from conftest import speech_like
 from typer.main import get_command
 from typer.testing import CliRunner, Result
 
@@ -89,9 +89,8 @@ def wave_model(tiny_waveform_dir: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def other_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The tiny spectral model's name and config with other weights (another checksum)."""
-    return str(make_model_dir(tmp_path_factory.mktemp("other") / "tiny", seed=1))
+def other_model(other_model_dir: Path) -> str:
+    return str(other_model_dir)
 
 
 @pytest.fixture

@@ -56,12 +56,6 @@ def family_dir(request: pytest.FixtureRequest) -> Path:
     return Path(request.getfixturevalue(name))
 
 
-@pytest.fixture(scope="module")
-def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Same name and config as ``tiny_model_dir`` but another seed: other weights, other checksum."""
-    return make_model_dir(tmp_path_factory.mktemp("other") / "tiny", seed=1)
-
-
 def _spectral_convergence(reference: torch.Tensor, other: torch.Tensor) -> float:
     """``|| |S(ref)| - |S(other)| ||_F / || |S(ref)| ||_F`` for ``[T]`` signals."""
     window = torch.hann_window(512)
