@@ -3,9 +3,10 @@
     python benchmarks/quality.py --list ../shared/data/speech/dev.list --root ../shared/data \\
         --out docs/results.md --systems codec2-3200 opus-6 griffin-lim-true-mel vqaudio:speech-16k@3+learned
 
-Every file is read, downmixed and resampled to 16 kHz; each system encodes and decodes it; the result is
-delay-aligned and scored with :func:`vqaudio.evaluation.score`. The table gives the mean of each measure
-over files (NaN-aware) and the speed of the system call as a multiple of real time.
+Every file is read, downmixed and resampled to ``--rate`` (16 kHz unless told; a 24 kHz music model is
+scored at 24 kHz); each system encodes and decodes it; the result is delay-aligned and scored with
+:func:`vqaudio.evaluation.score`. The table gives the mean of each measure over files (NaN-aware) and the
+speed of the system call as a multiple of real time.
 
 Systems:
     codec2-3200, codec2-1200, codec2-700C, opus-6, opus-8   Debian command-line codecs
@@ -43,21 +44,21 @@ from reference_codecs import REFERENCE_CODECS, MissingToolError, ReferenceCodec
 from vqaudio.errors import VQAudioError
 from vqaudio.evaluation import QualityScores, score
 
-RATE = 16000
+RATE = 16000  # default scoring rate; PESQ-WB itself always works on a 16 kHz copy
 GRIFFIN_LIM = "griffin-lim-true-mel"
 DEFAULT_SYSTEMS = [*REFERENCE_CODECS, GRIFFIN_LIM]
 _VQAUDIO_SYSTEM = re.compile(
     r"^vqaudio:(?P<model>[^@+%]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%]+))?(?:%(?P<precision>auto|float32|bfloat16))?$"
 )
 
-# Mel analysis for the Griffin-Lim ceiling: 80 bands, 40 ms window, 10 ms hop at 16 kHz.
+# Mel analysis for the Griffin-Lim ceiling: 80 bands, 40 ms window, 10 ms hop (640 and 160 samples at 16 kHz).
 _GL_N_MELS = 80
-_GL_N_FFT = 640
-_GL_HOP = 160
+_GL_WINDOW_S = 0.040
+_GL_HOP_S = 0.010
 _GL_ITERATIONS = 32
 
 Transform = Callable[[np.ndarray], np.ndarray]
-"""A system as the benchmark sees it: ``[T]`` float at 16 kHz in, ``[T]`` float at 16 kHz out."""
+"""A system as the benchmark sees it: ``[T]`` float at the scoring rate in, ``[T]`` float at that rate out."""
 
 
 @dataclass(frozen=True)
@@ -87,29 +88,34 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _griffin_lim_true_mel(x: np.ndarray) -> np.ndarray:
+def _griffin_lim_true_mel(rate: int) -> Transform:
     """``[T]`` -> ``[T]``: magnitude mel of the original, then 32 Griffin-Lim iterations back to audio."""
-    import librosa
+    n_fft, hop = round(_GL_WINDOW_S * rate), round(_GL_HOP_S * rate)
 
-    mel = librosa.feature.melspectrogram(
-        y=x, sr=RATE, n_fft=_GL_N_FFT, hop_length=_GL_HOP, win_length=_GL_N_FFT, n_mels=_GL_N_MELS, power=1.0
-    )
-    # Same as librosa.feature.inverse.mel_to_audio, split in two so Griffin-Lim's random initial phase
-    # can be seeded and the row is reproducible.
-    magnitude = librosa.feature.inverse.mel_to_stft(mel, sr=RATE, n_fft=_GL_N_FFT, power=1.0)
-    y = librosa.griffinlim(
-        magnitude,
-        n_iter=_GL_ITERATIONS,
-        hop_length=_GL_HOP,
-        win_length=_GL_N_FFT,
-        n_fft=_GL_N_FFT,
-        length=x.size,
-        random_state=0,
-    )
-    return np.asarray(y, dtype=np.float32)
+    def run(x: np.ndarray) -> np.ndarray:
+        import librosa
+
+        mel = librosa.feature.melspectrogram(
+            y=x, sr=rate, n_fft=n_fft, hop_length=hop, win_length=n_fft, n_mels=_GL_N_MELS, power=1.0
+        )
+        # Same as librosa.feature.inverse.mel_to_audio, split in two so Griffin-Lim's random initial phase
+        # can be seeded and the row is reproducible.
+        magnitude = librosa.feature.inverse.mel_to_stft(mel, sr=rate, n_fft=n_fft, power=1.0)
+        y = librosa.griffinlim(
+            magnitude,
+            n_iter=_GL_ITERATIONS,
+            hop_length=hop,
+            win_length=n_fft,
+            n_fft=n_fft,
+            length=x.size,
+            random_state=0,
+        )
+        return np.asarray(y, dtype=np.float32)
+
+    return run
 
 
-def _vqaudio_system(spec: str) -> System:
+def _vqaudio_system(spec: str, rate: int = RATE) -> System:
     """Build a ``vqaudio:<model>[@K][+vocoder]`` system; vqaudio's model API is imported only here."""
     match = _VQAUDIO_SYSTEM.match(spec)
     if match is None:
@@ -128,10 +134,10 @@ def _vqaudio_system(spec: str) -> System:
 
     @torch.inference_mode()
     def run(x: np.ndarray) -> np.ndarray:
-        out = tokenizer.resynth(torch.from_numpy(x.astype(np.float32))[None], RATE, **options)
+        out = tokenizer.resynth(torch.from_numpy(x.astype(np.float32))[None], rate, **options)
         y = out.samples.float().mean(dim=0).numpy().astype(np.float64)  # [C, T] -> [T]
-        if out.sample_rate != RATE:
-            y = soxr.resample(y, out.sample_rate, RATE)
+        if out.sample_rate != rate:
+            y = soxr.resample(y, out.sample_rate, rate)
         return _fit_length(np.asarray(y, dtype=np.float32), x.size)
 
     return System(name=spec, bitrate_kbps=float(bitrate) / 1000.0, run=run)
@@ -141,14 +147,14 @@ def _fit_length(x: np.ndarray, length: int) -> np.ndarray:
     return x[:length] if x.size >= length else np.pad(x, (0, length - x.size))
 
 
-def _at_16k(codec: ReferenceCodec) -> Transform:
+def _at_rate(codec: ReferenceCodec, rate: int) -> Transform:
     def run(x: np.ndarray) -> np.ndarray:
-        return codec(x, RATE)
+        return codec(x, rate)
 
     return run
 
 
-def build_systems(names: Iterable[str]) -> list[System]:
+def build_systems(names: Iterable[str], rate: int = RATE) -> list[System]:
     """Turn system names into runnable systems, skipping (with a warning) those that cannot run here."""
     systems: list[System] = []
     for name in names:
@@ -159,13 +165,13 @@ def build_systems(names: Iterable[str]) -> list[System]:
             except MissingToolError as exc:
                 _warn(f"skipping {name}: {exc}")
                 continue
-            systems.append(System(name=name, bitrate_kbps=codec.bitrate_kbps, run=_at_16k(codec)))
+            systems.append(System(name=name, bitrate_kbps=codec.bitrate_kbps, run=_at_rate(codec, rate)))
         elif name == GRIFFIN_LIM:
             # A mel codec would spend bits on the mel; the ceiling itself has no bitrate.
-            systems.append(System(name=name, bitrate_kbps=math.nan, run=_griffin_lim_true_mel))
+            systems.append(System(name=name, bitrate_kbps=math.nan, run=_griffin_lim_true_mel(rate)))
         elif name.startswith("vqaudio:"):
             try:
-                systems.append(_vqaudio_system(name))
+                systems.append(_vqaudio_system(name, rate))
             except (ImportError, AttributeError, VQAudioError) as exc:
                 _warn(f"skipping {name}: {exc}")
         else:
@@ -212,25 +218,25 @@ def read_list(list_path: Path, root: Path) -> tuple[list[Path], list[Path]]:
     return keep, lossy
 
 
-def load_mono_16k(path: Path) -> np.ndarray:
-    """Read an audio file as float ``[T]`` at 16 kHz: channels averaged, resampled with soxr."""
+def load_mono(path: Path, rate: int = RATE) -> np.ndarray:
+    """Read an audio file as float ``[T]`` at ``rate``: channels averaged, resampled with soxr."""
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise VQAudioError(f"{path}: cannot read audio ({exc})") from exc
     x = data.mean(axis=1)
-    if rate != RATE:
-        x = soxr.resample(x, rate, RATE)
+    if file_rate != rate:
+        x = soxr.resample(x, file_rate, rate)
     return np.asarray(x, dtype=np.float32)
 
 
-def evaluate(systems: Sequence[System], files: Sequence[Path], root: Path) -> list[FileResult]:
+def evaluate(systems: Sequence[System], files: Sequence[Path], root: Path, rate: int = RATE) -> list[FileResult]:
     """Run every system on every file and score it; a system that fails on a file is warned about."""
     results: list[FileResult] = []
     for i, path in enumerate(files, 1):
-        x = load_mono_16k(path)
+        x = load_mono(path, rate)
         label = str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) else str(path)
-        print(f"[{i}/{len(files)}] {label} ({x.size / RATE:.1f} s)", file=sys.stderr)
+        print(f"[{i}/{len(files)}] {label} ({x.size / rate:.1f} s)", file=sys.stderr)
         for system in systems:
             start = time.perf_counter()
             try:
@@ -239,12 +245,12 @@ def evaluate(systems: Sequence[System], files: Sequence[Path], root: Path) -> li
                 _warn(f"{system.name} failed on {label}: {exc}")
                 continue
             wall = time.perf_counter() - start
-            scores: QualityScores = score(x, y, RATE)
+            scores: QualityScores = score(x, y, rate)
             results.append(
                 FileResult(
                     system=system.name,
                     file=label,
-                    audio_seconds=x.size / RATE,
+                    audio_seconds=x.size / rate,
                     wall_seconds=wall,
                     **asdict(scores),
                 )
@@ -339,6 +345,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--root", type=Path, required=True, help="folder the listed paths are relative to")
     parser.add_argument("--out", type=Path, required=True, help="markdown file to write the table to")
     parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, help="systems to score, in table order")
+    parser.add_argument("--rate", type=int, default=RATE, help="scoring sample rate in Hz (default 16000)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N files")
     parser.add_argument("--json", type=Path, default=None, help="also dump per-file scores to this JSON file")
     return parser.parse_args(argv)
@@ -354,10 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _warn(f"excluding {path}: lossy origin")
         if args.limit is not None:
             files = files[: args.limit]
-        systems = build_systems(args.systems)
+        systems = build_systems(args.systems, args.rate)
         if not systems:
             raise VQAudioError("no system can run here; see the warnings above")
-        results = evaluate(systems, files, args.root)
+        results = evaluate(systems, files, args.root, args.rate)
     except (VQAudioError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

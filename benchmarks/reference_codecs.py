@@ -143,11 +143,12 @@ class Codec2(ReferenceCodec):
 class Opus(ReferenceCodec):
     """Opus via opusenc/opusdec in hard CBR mode, so the nominal bitrate is the one spent.
 
-    The signal goes in as 16 kHz 16-bit raw PCM and comes back as float at 16 kHz; opusdec already drops
-    the encoder's pre-skip, so only a small algorithmic delay remains.
+    The signal goes in as 16-bit raw PCM at its own rate when Opus has that rate natively (8, 12, 16, 24 or
+    48 kHz; else it is resampled to 48 kHz) and comes back as float at that rate; opusdec already drops the
+    encoder's pre-skip, so only a small algorithmic delay remains.
     """
 
-    _RATE = 16000
+    _NATIVE_RATES = (8000, 12000, 16000, 24000, 48000)
 
     @property
     def tools(self) -> tuple[str, ...]:
@@ -156,24 +157,25 @@ class Opus(ReferenceCodec):
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         x = _as_mono(audio, sample_rate)
         enc, dec = _require("opusenc"), _require("opusdec")
-        y = soxr.resample(x, sample_rate, self._RATE) if sample_rate != self._RATE else x
+        rate = sample_rate if sample_rate in self._NATIVE_RATES else 48000
+        y = soxr.resample(x, sample_rate, rate) if sample_rate != rate else x
         with tempfile.TemporaryDirectory(prefix="vqaudio-opus-") as tmp:
             raw_in, packed, raw_out = Path(tmp, "in.raw"), Path(tmp, "out.opus"), Path(tmp, "out.f32")
             _to_pcm16(y).tofile(raw_in)
             _run(
                 [
-                    enc, "--quiet", "--raw", "--raw-bits", "16", "--raw-rate", str(self._RATE),
+                    enc, "--quiet", "--raw", "--raw-bits", "16", "--raw-rate", str(rate),
                     "--raw-chan", "1", "--raw-endianness", "0",
                     "--bitrate", f"{self.bitrate_kbps:g}", "--hard-cbr",
                     str(raw_in), str(packed),
                 ]
             )  # fmt: skip
             # A non-".wav" output name makes opusdec write headerless samples; --float avoids dither.
-            _run([dec, "--quiet", "--rate", str(self._RATE), "--float", str(packed), str(raw_out)])
+            _run([dec, "--quiet", "--rate", str(rate), "--float", str(packed), str(raw_out)])
             decoded = np.fromfile(raw_out, dtype="<f4").astype(np.float64)
         decoded = _fit_length(decoded, y.size)
-        if sample_rate != self._RATE:
-            decoded = soxr.resample(decoded, self._RATE, sample_rate)
+        if sample_rate != rate:
+            decoded = soxr.resample(decoded, rate, sample_rate)
         return _fit_length(np.asarray(decoded, dtype=np.float32), x.size)
 
 
@@ -184,4 +186,5 @@ REFERENCE_CODECS: dict[str, Callable[[], ReferenceCodec]] = {
     "codec2-700C": lambda: Codec2(name="codec2-700C", bitrate_kbps=0.7, mode="700C"),
     "opus-6": lambda: Opus(name="opus-6", bitrate_kbps=6.0),
     "opus-8": lambda: Opus(name="opus-8", bitrate_kbps=8.0),
+    "opus-16": lambda: Opus(name="opus-16", bitrate_kbps=16.0),
 }

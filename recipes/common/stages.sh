@@ -8,6 +8,7 @@
 #   default_corpus where download_cmd leaves the corpus
 #   train_subdir   sub-folder of a corpus root that holds the training audio (empty: the whole root)
 #   dev_subdir     sub-folder of a corpus root that holds the held-out audio (when no --dev-list is given)
+#   eval_rate      optional: sample rate stage 6 scores at (default 16000; PESQ-WB always uses a 16 kHz copy)
 #
 # Options: --stage N --stop-stage N --corpus DIR --dev-list FILE --dev-root DIR --dev-subdir DIR --name NAME --workdir DIR
 #          --exclude FILE (more paths to keep out of training, e.g. audio whose license does not allow it)
@@ -124,6 +125,6 @@ if run_stage 6; then
     echo "stage 6: evaluation on $(wc -l < "$data/valid.list") held-out files"
     systems=("vqaudio:$exp/release@1+learned" "vqaudio:$exp/release+learned" "vqaudio:$exp/release+griffin-lim")
     "$python" "$recipes_dir/../benchmarks/quality.py" --list "$data/valid.list" --root . --systems "${systems[@]}" \
-        --out "$exp/results.md"
+        --rate "${eval_rate:-16000}" --out "$exp/results.md"
     done_stage 6
 fi

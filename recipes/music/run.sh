@@ -14,6 +14,7 @@ recipes_dir=$(cd .. && pwd)
 name=music-24k
 codec_conf=conf/music24k.toml; voc_conf=conf/vocoder24k.toml
 debug_codec_conf=conf/debug.toml; debug_voc_conf=conf/debug_vocoder.toml
+eval_rate=24000
 min_rate=22050
 default_corpus=fma_small
 train_subdir=""; dev_subdir=155
