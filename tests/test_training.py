@@ -220,3 +220,28 @@ def test_vocoder_fine_tunes_on_codec_outputs(corpus: Path, tmp_path: Path) -> No
     assert load_model(tuned.fit()).vocoder is not None
     with pytest.raises(Exception, match="vocoder task only"):
         load_config(DEBUG, _overrides(corpus, codec_model=str(codec_dir)))
+
+
+def test_export_from_a_run_directory(corpus: Path, tmp_path: Path) -> None:
+    """A run's latest checkpoint exports like its finished model: same weights, its step on the card."""
+    from vqaudio.errors import VQAudioError
+    from vqaudio.training.export import export_release, load_run_or_model
+
+    codec_run, voc_run = tmp_path / "codec", tmp_path / "voc"
+    Trainer(load_config(DEBUG, _overrides(corpus, steps=3)), codec_run, progress=False).fit()
+    voc_conf = RECIPES / "librispeech" / "conf" / "debug_vocoder.toml"
+    Trainer(load_config(voc_conf, _overrides(corpus, steps=2)), voc_run, progress=False).fit()
+    for run, part in ((codec_run, "codec"), (voc_run, "vocoder")):
+        from_run, from_model = load_run_or_model(run), load_model(run / "model")
+        a, b = getattr(from_run, part), getattr(from_model, part)
+        assert a is not None and b is not None
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+        assert from_run.card["training"]["steps"] == from_model.card["training"]["steps"]
+    release = export_release(codec_run, tmp_path / "release", "snap", vocoder_dir=voc_run, half=False)
+    loaded = load_model(release.parent if release.is_file() else release)
+    assert loaded.codec is not None and loaded.vocoder is not None
+    assert loaded.card["codec_training"]["steps"] == 3 and loaded.card["vocoder_training"]["steps"] == 2
+    # Not a run and not a model: the usual one-line model error.
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VQAudioError):
+        load_run_or_model(tmp_path / "empty")

@@ -381,10 +381,15 @@ def prepare(
 
 @app.command()
 def export(
-    codec: Annotated[Path, typer.Option("--codec", help="Codec model directory (a training run's model/).")],
+    codec: Annotated[
+        Path,
+        typer.Option("--codec", help="Codec model directory, or a training run directory (its latest checkpoint)."),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Release directory to write.")],
     name: Annotated[str, typer.Option("--name", help="Model name.")],
-    vocoder: Annotated[Path | None, typer.Option("--vocoder", help="Vocoder model directory to bundle.")] = None,
+    vocoder: Annotated[
+        Path | None, typer.Option("--vocoder", help="Vocoder model or training run directory to bundle.")
+    ] = None,
     card: Annotated[Path | None, typer.Option("--card", help="JSON file with model-card fields.")] = None,
     half: Annotated[bool, typer.Option("--half/--full", help="Store weights as float16.")] = True,
     force: ForceOpt = False,

@@ -3,11 +3,48 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
+from vqaudio.config import from_dict
 from vqaudio.errors import ModelError
-from vqaudio.models.io import load_model, save_model
+from vqaudio.models.builders import build_codec, build_vocoder
+from vqaudio.models.io import WEIGHTS_FILE, LoadedModel, load_model, save_model, sha256_file
+from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint
+from vqaudio.training.config import TrainConfig
+
+
+def load_run_or_model(path: str | Path) -> LoadedModel:
+    """A model directory, or a training run directory, whose latest checkpoint is then used.
+
+    The second form lets a run still in progress be exported and measured; the card records its step.
+    """
+    path = Path(path)
+    if (path / WEIGHTS_FILE).is_file() or not (path / CHECKPOINT).is_file():
+        return load_model(path)
+    state = load_checkpoint(path / CHECKPOINT)
+    try:
+        config = from_dict(TrainConfig, json.loads(state["config"]), str(path / CHECKPOINT))
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ModelError(f"{path / CHECKPOINT}: not a vqaudio training checkpoint") from None
+    codec = build_codec(config.model) if config.task == "codec" else None
+    vocoder = build_vocoder(config.model) if config.task == "vocoder" else None
+    module = codec if codec is not None else vocoder
+    assert module is not None  # TrainConfig guarantees a vocoder section for the vocoder task
+    try:
+        module.load_state_dict(state["model"])
+    except RuntimeError:
+        raise ModelError(f"{path / CHECKPOINT}: its weights do not fit the model its config describes") from None
+    return LoadedModel(
+        name=config.name,
+        config=config.model,
+        codec=codec.eval() if codec is not None else None,
+        vocoder=vocoder.eval() if vocoder is not None else None,
+        checksum=sha256_file(path / CHECKPOINT),
+        card={"training": {"steps": int(state["step"]), "config": json.loads(state["config"])}},
+        path=path,
+    )
 
 
 def export_release(
@@ -21,9 +58,10 @@ def export_release(
 ) -> Path:
     """Write ``output/config.json`` + ``output/model.safetensors`` + ``output/README.md`` (the model card).
 
+    ``codec_dir`` and ``vocoder_dir`` are model directories or training run directories (latest checkpoint).
     The vocoder must have been trained on the same mel features the codec decodes to.
     """
-    codec = load_model(codec_dir)
+    codec = load_run_or_model(codec_dir)
     if codec.codec is None:
         raise ModelError(f"{codec_dir}: holds no codec")
     config = codec.config
@@ -31,7 +69,7 @@ def export_release(
     card = dict(card or {})
     card.setdefault("codec_training", codec.card.get("training", {}))
     if vocoder_dir is not None:
-        voc = load_model(vocoder_dir)
+        voc = load_run_or_model(vocoder_dir)
         if voc.vocoder is None:
             raise ModelError(f"{vocoder_dir}: holds no vocoder")
         if voc.config.mel != config.mel:
