@@ -13,10 +13,12 @@ from vqaudio.spectral import (
     MelConfig,
     STFTConfig,
     istft,
+    istft_frames,
     log_mel,
     mel_basis,
     mel_to_magnitude,
     stft,
+    stft_frames,
 )
 
 STFT_CONFIGS = [
@@ -174,3 +176,19 @@ def test_mel_config_derived_values() -> None:
     assert config.frame_rate == 100.0
     assert config.stft.window_length == 1024
     assert config.stft.pad == (1024 - 160) // 2
+
+
+@pytest.mark.parametrize(
+    ("n_fft", "hop", "win"), [(1024, 160, 640), (640, 160, None), (512, 128, None), (400, 160, 400)]
+)
+def test_frame_major_stft_matches(n_fft: int, hop: int, win: int | None) -> None:
+    """stft_frames / istft_frames (Griffin-Lim's layout) frame and invert exactly as stft / istft do."""
+    cfg = STFTConfig(n_fft=n_fft, hop_length=hop, win_length=win)
+    x = torch.randn(2, 3, 8000 + 37, generator=torch.Generator().manual_seed(1))
+    spec = stft(x, cfg)
+    frames = stft_frames(x, cfg)
+    assert frames.shape == (2, 3, spec.shape[-1], cfg.n_freqs)
+    assert torch.equal(frames.transpose(-1, -2), spec)
+    y = istft_frames(frames, cfg, x.shape[-1])
+    assert torch.allclose(y, x, atol=1e-5)
+    assert torch.allclose(istft(spec, cfg, x.shape[-1]), y, atol=1e-6)

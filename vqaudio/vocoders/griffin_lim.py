@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from vqaudio.errors import ConfigError
-from vqaudio.spectral import STFTConfig, istft, stft
+from vqaudio.spectral import STFTConfig, istft_frames, stft, stft_frames
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,25 @@ def griffin_lim(
     Returns:
         ``[..., length]`` float32 waveform.
     """
-    mag = magnitude.float()
+    # Iterate in frame-major layout [..., F, n_freqs]: every FFT then runs along contiguous memory.
+    mag = magnitude.float().transpose(-1, -2).contiguous()
     if config.init == "random":
         gen = torch.Generator(device="cpu").manual_seed(config.seed)
-        phase = torch.rand(mag.shape, generator=gen) * (2 * torch.pi)
+        phase = torch.rand(magnitude.shape, generator=gen).transpose(-1, -2) * (2 * torch.pi)
         angles = torch.polar(torch.ones_like(mag), phase.to(mag.device))
     else:
         angles = torch.ones_like(mag, dtype=torch.complex64)
-    out_len = length if length is not None else mag.shape[-1] * stft_config.hop_length
+    out_len = length if length is not None else mag.shape[-2] * stft_config.hop_length
     previous = torch.zeros_like(angles)
+    beta = config.momentum / (1 + config.momentum)
     for _ in range(config.n_iter):
-        audio = istft(mag * angles, stft_config, out_len)
-        rebuilt = stft(audio, stft_config)
+        audio = istft_frames(mag * angles, stft_config, out_len)
+        rebuilt = stft_frames(audio, stft_config)
         # Momentum step on the consistent spectrogram, then keep only its phase.
-        accelerated = rebuilt - (config.momentum / (1 + config.momentum)) * previous
+        accelerated = rebuilt - beta * previous
         previous = rebuilt
-        angles = accelerated / accelerated.abs().clamp_min(1e-8)
-    return istft(mag * angles, stft_config, out_len)
+        angles = accelerated * accelerated.abs().clamp_min(1e-8).reciprocal()
+    return istft_frames(mag * angles, stft_config, out_len)
 
 
 def spectral_convergence(reference_mag: torch.Tensor, audio: torch.Tensor, stft_config: STFTConfig) -> float:
