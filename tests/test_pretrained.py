@@ -34,3 +34,20 @@ def test_example_clip_stays_intelligible(tok: vqaudio.Tokenizer, vocoder: str, m
     out = tok.resynth(EXAMPLE, vocoder=vocoder).samples[0].numpy()
     assert rate == 16000 and out.shape == ref.shape
     assert stoi(ref, out, 16000) > min_stoi
+
+
+CARD_FIELDS = ("description", "training_data", "training_time", "results", "license")
+
+
+@pytest.mark.parametrize("name", sorted(vqaudio.shipped_models()))
+def test_every_shipped_model_is_complete(name: str) -> None:
+    """Weights verified against their checksum, a model card with what the project promises, sane defaults."""
+    path = vqaudio.shipped_models()[name]
+    loaded = vqaudio.load_model(path)  # verifies the sha256 recorded in config.json
+    assert loaded.codec is not None and loaded.name == name
+    assert all(loaded.card.get(field) for field in CARD_FIELDS), f"{name}: card lacks a field"
+    assert (path / "README.md").read_text().startswith(f"# {name}")
+    assert (path / "model.safetensors").stat().st_size < 25 * 2**20  # a git-friendly size
+    tok = vqaudio.Tokenizer(loaded)
+    assert 1 <= tok.default_codebooks <= tok.num_codebooks
+    assert tok.default_vocoder in tok.vocoders
