@@ -374,7 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     date = dt.date.today().isoformat()
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_report(table, command, date, len(files), lossy), encoding="utf-8")
+    # Keep what a writer put above the generated section (a title, what the file is about); replace the rest.
+    preface = ""
+    if args.out.is_file():
+        previous = args.out.read_text(encoding="utf-8")
+        preface = previous[: max(0, previous.find("## Quality"))]
+    args.out.write_text(preface + render_report(table, command, date, len(files), lossy), encoding="utf-8")
     if args.json is not None:
         dump = {
             "command": command,

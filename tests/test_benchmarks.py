@@ -35,6 +35,7 @@ def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
         sf.write(root / f"c{i}.wav", speech_like(1.5, 24000, f0=120 + 40 * i, seed=i), 24000)
     (tmp_path / "list").write_text("c0.wav\nc1.wav\n")
     out, dump = tmp_path / "results.md", tmp_path / "results.json"
+    out.write_text("# Title\n\nKept.\n\n## Quality\n\nold table, replaced\n")
     cmd = [sys.executable, str(BENCHMARKS / "quality.py"), "--list", str(tmp_path / "list"), "--root", str(root)]
     systems = ["opus-16", "griffin-lim-true-mel", f"vqaudio:{tiny_model_dir}@2+learned%float32"]
     done = subprocess.run(
@@ -48,4 +49,6 @@ def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert all(row["n_files"] == 2 for row in summary.values())
     # Opus at 16 kbps keeps a clean harmonic signal well; the untrained tiny model does not.
     assert summary["opus-16"]["mel_distance"] < summary[systems[2]]["mel_distance"]
-    assert "--rate 24000" in out.read_text()
+    report = out.read_text()
+    assert report.startswith("# Title\n\nKept.\n\n## Quality") and "old table" not in report
+    assert "--rate 24000" in report
