@@ -13,11 +13,8 @@ class GriffinLimVocoder(Vocoder):
     name = "griffin-lim"
     low_precision_ok = False
 
-    # No projected-gradient refinement of the mel inversion by default: on speech-16k's decoded mel the clamped
-    # pseudo-inverse alone scored as well as 30 refinement steps (PESQ-WB, STOI, mel distance on dev files),
-    # and the steps cost a fifth of the decoding time.
     def __init__(
-        self, mel: MelConfig, config: GriffinLimConfig = GriffinLimConfig(), mel_inversion_iters: int = 0
+        self, mel: MelConfig, config: GriffinLimConfig = GriffinLimConfig(), mel_inversion_iters: int = 30
     ) -> None:
         super().__init__(mel)
         self.config = config
