@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 import vqaudio
-from vqaudio.evaluation import stoi
+from vqaudio.evaluation import mel_distance, stoi
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello.wav"
+# music-24k's 24 kHz log-mel distance on the bright chord below: measured 0.63 (speech-16k: 0.69).
+MUSIC_MAX_MEL_DISTANCE = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +55,28 @@ def test_every_shipped_model_is_complete(name: str) -> None:
     tok = vqaudio.Tokenizer(loaded)
     assert 1 <= tok.default_codebooks <= tok.num_codebooks
     assert tok.default_vocoder in tok.vocoders
+
+
+def _bright_chord(seconds: float, rate: int) -> np.ndarray:
+    """Three piano-like notes (A4, C#5, E5) with 30 decaying harmonics each: energy up to 20 kHz."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = np.zeros_like(t)
+    for f0 in (440.0, 554.37, 659.25):
+        for h in range(1, 31):
+            if h * f0 < rate / 2:
+                x += np.sin(2 * np.pi * h * f0 * t) * np.exp(-t * (1.5 + 0.3 * h)) / h
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_music_model_keeps_what_the_speech_model_drops() -> None:
+    """music-24k codes 24 kHz audio with its top octave; speech-16k stops at 8 kHz, so on a bright chord it is
+    further from the original in 24 kHz log-mel distance."""
+    x = _bright_chord(3.0, 24000)
+    music = vqaudio.load("music-24k")
+    assert music.sample_rate == 24000 and music.default_codebooks == 4 and music.bitrate() == 2000
+    from_music = music.resynth(x, 24000).samples[0].numpy()
+    from_speech = vqaudio.load("speech-16k").resynth(x, 24000).samples[0].numpy()
+    speech_24k = soxr.resample(from_speech, 16000, 24000)[: x.size]
+    d_music = mel_distance(x, from_music[: x.size], 24000)
+    d_speech = mel_distance(x, np.pad(speech_24k, (0, x.size - speech_24k.size)), 24000)
+    assert d_music < MUSIC_MAX_MEL_DISTANCE and d_music < d_speech
