@@ -527,6 +527,8 @@ def test_bfloat16_encode_codes_are_valid(family_dir: Path) -> None:
     a, b = full.encode(x, SR).codes, fast.encode(x, SR).codes
     assert a.shape == b.shape and b.dtype == a.dtype
     assert int(b.min()) >= 0 and int(b.max()) < fast.codebook_size
+    # A batch takes the same arithmetic as one file: its codes equal the single bfloat16 codes.
+    assert torch.equal(fast.encode_batch([x, x[: SR // 2]], SR)[0].codes, b)
 
 
 def test_quantizer_searches_in_float32_under_autocast(spectral: Tokenizer) -> None:

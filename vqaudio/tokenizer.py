@@ -328,7 +328,8 @@ class Tokenizer:
         batch = torch.zeros(len(mono), 1, int(lengths.max()))
         for i, m in enumerate(mono):
             batch[i, 0, : m.numel()] = m
-        codes = self.model.encode(batch, lengths, n_codebooks=n)
+        with _autocast(self.encode_dtype):
+            codes = self.model.encode(batch, lengths, n_codebooks=n)
         out = []
         for i, (_, orig_sr, ch) in enumerate(prepared):
             f = self.model.num_frames(int(lengths[i]))
