@@ -18,15 +18,11 @@ import torch
 
 from vqaudio.models.io import load_model
 from vqaudio.spectral import STFTConfig, magnitude
-from vqaudio.tokenizer import Tokenizer, shipped_models
+from vqaudio.tokenizer import PRECISIONS, Tokenizer, shipped_models
+from vqaudio.vocoders.griffin_lim import spectral_convergence
 
 _WHOLE = 1e6  # seconds: one window covers any input
-
-
-def spectral_convergence(reference: torch.Tensor, other: torch.Tensor) -> float:
-    cfg = STFTConfig(n_fft=512, hop_length=128)
-    a, b = magnitude(reference, cfg), magnitude(other, cfg)
-    return float((a - b).norm() / a.norm())
+_STFT = STFTConfig(n_fft=512, hop_length=128)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="speech-16k", help="shipped model name or model directory")
     p.add_argument("--audio", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "hello.wav")
     p.add_argument("--windows", type=float, nargs="+", default=[5.0, 1.0, 0.5], help="window lengths in seconds")
-    p.add_argument("--precision", default="float32", choices=["auto", "float32", "bfloat16"])
+    p.add_argument("--precision", default="float32", choices=PRECISIONS)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -54,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         for window in args.windows:
             out = torch.cat(list(tokenizer(window).iter_decode(codes, vocoder)))
             diff = float((out - reference).abs().max())
-            print(f"| {vocoder or '-'} | {window:g} | {diff:.2e} | {spectral_convergence(reference, out):.2e} |")
+            convergence = spectral_convergence(magnitude(reference, _STFT), out, _STFT)
+            print(f"| {vocoder or '-'} | {window:g} | {diff:.2e} | {convergence:.2e} |")
     return 0
 
 

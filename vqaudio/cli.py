@@ -54,7 +54,7 @@ EncodePrecisionOpt = Annotated[
     Precision,
     typer.Option(
         "--precision",
-        help="Encoder arithmetic. bfloat16 is faster on CPUs that have it, but flips about one code in ten.",
+        help="Encoder arithmetic. bfloat16 is faster on CPUs that have it, but flips near-tie codes.",
     ),
 ]
 DecodePrecisionOpt = Annotated[

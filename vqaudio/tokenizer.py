@@ -137,8 +137,8 @@ def load(
 ) -> Tokenizer:
     """Load a shipped model by name, or a model directory by path. Never touches the network.
 
-    Encoding runs in float32 by default: in bfloat16 about one code in ten flips to a near neighbour, and codes
-    should not depend on the machine that made them. Decoding runs in bfloat16 where the CPU has it natively
+    Encoding runs in float32 by default: in bfloat16 codes near a tie flip to the neighbouring codeword, and
+    codes should not depend on the machine that made them. Decoding runs in bfloat16 where the CPU has it natively
     (``auto``): faster, for a change in the output far below the codec's own error (docs/results.md measures
     both).
     """

@@ -30,7 +30,7 @@ from vqaudio.data.dataset import Batch, CropDataset, StepSampler, collate
 from vqaudio.data.manifest import ManifestEntry, is_excluded, read_exclude_list, read_manifest, scan_audio
 from vqaudio.errors import VQAudioError
 from vqaudio.models.base import CodecModel
-from vqaudio.models.io import save_model
+from vqaudio.models.io import load_model, save_model
 from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.discriminators import Discriminators, discriminator_loss, generator_losses
@@ -131,8 +131,6 @@ class Trainer:
 
     def _init_weights(self, directory: str) -> None:
         """Start from the weights of an exported model (fine-tuning); the optimiser starts fresh."""
-        from vqaudio.models.io import load_model
-
         loaded = load_model(directory)
         source = loaded.codec if isinstance(self.model, CodecModel) else loaded.vocoder
         if source is None:
