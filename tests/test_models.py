@@ -352,3 +352,26 @@ def test_load_refuses_config_that_does_not_match_the_weights(model_dir: Path) ->
     _edit_config(model_dir, lambda meta: meta["model"]["rvq"]["vq"].update(codebook_size=128))
     with pytest.raises(ModelError, match="match"):
         load_model(model_dir)
+
+
+def test_vocoder_magnitude_prior_starts_at_the_mel_inverse(tmp_path: Path) -> None:
+    """With magnitude_prior the untrained head's magnitude is the mel pseudo-inverse on its grid, the prior is
+    rebuilt from the config rather than stored, and a saved model computes the same thing after loading."""
+    from vqaudio.spectral import log_mel, mel_inverse_on_grid
+    from vqaudio.vocoders import ISTFTVocoderConfig
+    from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
+
+    config = tiny_config("spectral", vocoder=False)
+    vocoder = ISTFTVocoder(config.mel, ISTFTVocoderConfig(channels=32, depth=2, n_fft=640, magnitude_prior=True))
+    mel = log_mel(torch.randn(1, 8000), config.mel)
+    expected = (mel_inverse_on_grid(config.mel, 640) @ mel.exp()).clamp_min(1e-5)
+    with torch.inference_mode():
+        assert torch.allclose(vocoder.spectrum(mel).abs(), expected.clamp(max=math.exp(6.0)), rtol=1e-4)
+        audio = vocoder(mel)
+    assert audio.shape == (1, mel.shape[-1] * config.mel.stft.hop_length) and torch.isfinite(audio).all()
+    assert "prior" not in vocoder.state_dict()
+    with_vocoder = dataclasses.replace(config, vocoder=vocoder.config)
+    loaded = load_model(save_model(tmp_path / "m", "prior", with_vocoder, None, vocoder)).vocoder
+    assert loaded is not None
+    with torch.inference_mode():
+        assert torch.equal(loaded(mel), audio)

@@ -16,6 +16,7 @@ from vqaudio.spectral import (
     istft_frames,
     log_mel,
     mel_basis,
+    mel_inverse_on_grid,
     mel_to_magnitude,
     stft,
     stft_frames,
@@ -136,6 +137,21 @@ def test_mel_to_magnitude_iterations_bring_the_mel_closer() -> None:
     assert plain.shape == refined.shape == (config.stft.n_freqs, target.shape[-1])
     assert (refined >= 0).all() and (plain >= 0).all()
     assert mel_error(refined) < mel_error(plain)
+
+
+def test_mel_inverse_on_grid_is_the_pseudo_inverse_resampled() -> None:
+    config = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=1024, hop_length=160, win_length=640))
+    x = torch.randn(1, 4000)
+    target = log_mel(x, config)
+    same = mel_inverse_on_grid(config, 1024)
+    assert same.shape == (513, 80)
+    # On the features' own grid it is exactly the zero-iteration inverse (before clamping).
+    assert torch.allclose((same @ target.exp()).clamp_min(0), mel_to_magnitude(target, config), atol=1e-5)
+    coarse = mel_inverse_on_grid(config, 640)
+    assert coarse.shape == (321, 80)
+    # Where the grids meet (every 125 Hz: bin 5j at 25 Hz spacing, bin 8j at 15.625 Hz) the values agree.
+    on_coarse, on_fine = (coarse @ target.exp())[..., ::5, :], (same @ target.exp())[..., ::8, :]
+    assert torch.allclose(on_coarse, on_fine, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(

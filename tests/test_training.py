@@ -245,3 +245,67 @@ def test_export_from_a_run_directory(corpus: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(VQAudioError):
         load_run_or_model(tmp_path / "empty")
+
+
+def test_new_decoder_for_a_finished_codec_keeps_its_tokens(corpus: Path, tmp_path: Path) -> None:
+    """init_modules + freeze: a wider decoder, trained adversarially on log-mel, for a codec whose encoder and
+    codebooks stay exactly as they were, so tokens written by the first codec decode with the second."""
+    from vqaudio.errors import ConfigError, VQAudioError
+
+    first_dir = Trainer(load_config(DEBUG, _overrides(corpus, steps=3)), tmp_path / "first", progress=False).fit()
+    first = load_model(first_dir).codec
+    assert first is not None
+    cfg = load_config(
+        DEBUG,
+        _overrides(
+            corpus,
+            steps=4,
+            valid_every=4,
+            log_every=1,
+            init_from=str(first_dir),
+            init_modules=["encoder", "quantizer"],
+            freeze=["encoder", "quantizer"],
+            **{"model.spectral.decoder_channels": 48, "loss.adversarial": True},
+        ),
+    )
+    trainer = Trainer(cfg, tmp_path / "second", progress=False)
+    assert trainer.disc is not None and type(trainer.disc).__name__ == "MelDiscriminators"
+    second = load_model(trainer.fit()).codec
+    assert second is not None
+    a, b = first.state_dict(), second.state_dict()
+    kept = [k for k in a if k.startswith(("encoder.", "quantizer."))]
+    assert kept and all(torch.equal(a[k], b[k]) for k in kept)  # EMA codebooks did not move either
+    assert b["decoder.inp.weight"].shape[0] == 48 != a["decoder.inp.weight"].shape[0]
+    records = [json.loads(line) for line in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "loss" in r]
+    assert all(math.isfinite(r[k]) for r in train for k in ("disc", "adv", "fm", "mel_l1"))
+    # The frozen quantizer still varies the bitrate from batch to batch (its own draw, not quantizer dropout).
+    assert len({r["n_codebooks"] for r in train}) > 1
+    audio = torch.from_numpy(speech_like(1.0, 16000, f0=150, seed=3)).float()[None, None]
+    with torch.inference_mode():
+        assert torch.equal(first.eval().encode(audio), second.eval().encode(audio))
+
+    with pytest.raises(VQAudioError, match="no submodule 'decodr'"):
+        Trainer(load_config(DEBUG, _overrides(corpus, freeze=["decodr"])), tmp_path / "x", progress=False)
+    with pytest.raises(VQAudioError, match="nothing to train"):
+        Trainer(
+            load_config(DEBUG, _overrides(corpus, freeze=["encoder", "quantizer", "decoder"])),
+            tmp_path / "y",
+            progress=False,
+        )
+    with pytest.raises(ConfigError, match="init_modules needs init_from"):
+        load_config(DEBUG, _overrides(corpus, init_modules=["encoder"]))
+    with pytest.raises(VQAudioError, match="does not match"):
+        Trainer(
+            load_config(
+                DEBUG,
+                _overrides(
+                    corpus,
+                    init_from=str(first_dir),
+                    init_modules=["decoder"],
+                    **{"model.spectral.decoder_channels": 48},
+                ),
+            ),
+            tmp_path / "z",
+            progress=False,
+        )

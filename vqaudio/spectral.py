@@ -249,6 +249,27 @@ def mel_to_magnitude(log_mel_spec: torch.Tensor, config: MelConfig, iterations: 
     return mag
 
 
+@functools.lru_cache(maxsize=16)
+def mel_inverse_on_grid(config: MelConfig, n_fft: int) -> torch.Tensor:
+    """``[n_fft // 2 + 1, n_mels]``: the mel basis's pseudo-inverse, read off at the bins of an ``n_fft`` STFT.
+
+    ``matrix @ exp(log_mel)`` is the zero-iteration :func:`mel_to_magnitude`, linearly interpolated along
+    frequency onto another STFT's bins (a vocoder head may use a smaller STFT than the features).
+    """
+    pinv, _ = _mel_inverse(config)
+    src = torch.linspace(0.0, config.sample_rate / 2, config.stft.n_freqs, dtype=torch.float64)
+    dst = torch.linspace(0.0, config.sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    # Each target bin mixes its two neighbouring source bins.
+    pos = torch.clamp(torch.searchsorted(src, dst, right=True) - 1, 0, len(src) - 2)
+    frac = (dst - src[pos]) / (src[pos + 1] - src[pos])
+    interp = torch.zeros(len(dst), len(src), dtype=torch.float64)
+    rows = torch.arange(len(dst))
+    interp[rows, pos] = 1 - frac
+    interp[rows, pos + 1] += frac
+    with torch.inference_mode(False):  # see _window
+        return (interp @ pinv.double()).float()
+
+
 class LogMel(torch.nn.Module):
     """Module wrapper of :func:`log_mel` so models can hold their feature extractor."""
 

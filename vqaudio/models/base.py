@@ -75,8 +75,13 @@ class CodecModel(nn.Module, ABC):
         return max(1, math.ceil(num_samples / self.hop_length))
 
     @abstractmethod
-    def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> CodecOutput:
-        """Training pass on audio ``[B, 1, T]`` with per-item ``lengths`` ``[B]`` (samples)."""
+    def forward(
+        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
+    ) -> CodecOutput:
+        """Training pass on audio ``[B, 1, T]`` with per-item ``lengths`` ``[B]`` (samples).
+
+        ``n_codebooks`` fixes how many codebooks quantize; by default a training quantizer draws it.
+        """
 
     @abstractmethod
     def encode(

@@ -38,6 +38,10 @@ class SpectralNetConfig:
     encoder_depths: tuple[int, ...] = (1, 4)
     decoder_depths: tuple[int, ...] = (2, 6)
     latent_dim: int = 64
+    # The decoder may be wider than the encoder: decoding is where a low-bitrate codec needs capacity, and a
+    # wider decoder can be trained against a finished encoder's codes (the tokens do not change). 0 = as above.
+    decoder_channels: int = 0
+    decoder_hidden_mult: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.strides) + 1
@@ -45,12 +49,19 @@ class SpectralNetConfig:
             raise ConfigError(f"encoder_depths and decoder_depths need {n} entries (one per resolution)")
         if any(s < 1 for s in self.strides) or self.channels < 1 or self.latent_dim < 1:
             raise ConfigError("strides, channels and latent_dim must be positive")
+        if self.decoder_channels < 0 or self.decoder_hidden_mult < 0:
+            raise ConfigError("decoder_channels and decoder_hidden_mult must be >= 0 (0 = as the encoder)")
         if self.kernel_size % 2 == 0:
             raise ConfigError("kernel_size must be odd")
 
     @property
     def total_stride(self) -> int:
         return math.prod(self.strides)
+
+    @property
+    def decoder_width(self) -> tuple[int, int]:
+        """Channels and MLP multiplier of the decoder."""
+        return self.decoder_channels or self.channels, self.decoder_hidden_mult or self.hidden_mult
 
 
 class SpectralEncoder(nn.Module):
@@ -82,11 +93,11 @@ class SpectralEncoder(nn.Module):
 class SpectralDecoder(nn.Module):
     def __init__(self, n_mels: int, cfg: SpectralNetConfig) -> None:
         super().__init__()
-        c = cfg.channels
+        c, mult = cfg.decoder_width
         self.inp = nn.Conv1d(cfg.latent_dim, c, cfg.kernel_size, padding=cfg.kernel_size // 2)
         self.norm_in = ChannelLayerNorm(c)
         depths = list(reversed(cfg.decoder_depths))
-        self.stacks = nn.ModuleList(ConvNeXtStack(c, d, cfg.hidden_mult, cfg.kernel_size) for d in depths)
+        self.stacks = nn.ModuleList(ConvNeXtStack(c, d, mult, cfg.kernel_size) for d in depths)
         self.up = nn.ModuleList(nn.ConvTranspose1d(c, c, s, stride=s) for s in reversed(cfg.strides))
         self.up_norms = nn.ModuleList(ChannelLayerNorm(c) for _ in cfg.strides)
         self.norm_out = ChannelLayerNorm(c)
@@ -167,14 +178,20 @@ class SpectralVQVAE(CodecModel):
         mel_lengths = torch.clamp((lengths + hop - 1) // hop, min=1)
         return mel, lengths_to_mask(mel_lengths, mel.shape[-1])
 
-    def _normalize(self, mel: torch.Tensor) -> torch.Tensor:
+    def normalize(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel -> the centred, scaled features the encoder reads."""
         return (mel - self.feature_mean) / self.feature_std
 
-    def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> CodecOutput:
-        """Audio ``[B, 1, T]`` -> reconstructed log-mel ``[B, n_mels, F_mel]`` with its target and mask."""
+    def forward(
+        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
+    ) -> CodecOutput:
+        """Audio ``[B, 1, T]`` -> reconstructed log-mel ``[B, n_mels, F_mel]`` with its target and mask.
+
+        ``n_codebooks`` fixes the bitrate; by default a training quantizer draws it (quantizer dropout).
+        """
         mel, mask = self._mel_and_mask(audio, lengths)
-        z, zmask = self.encoder(self._normalize(mel), mask)
-        q = self.quantizer(z, zmask)
+        z, zmask = self.encoder(self.normalize(mel), mask)
+        q = self.quantizer(z, zmask, n_codebooks)
         recon = self.decoder(q.quantized)[..., : mel.shape[-1]] * self.feature_std + self.feature_mean
         return CodecOutput(reconstruction=recon, target=mel, mask=mask, quantizer=q)
 
@@ -182,7 +199,7 @@ class SpectralVQVAE(CodecModel):
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
     ) -> torch.Tensor:
         mel, mask = self._mel_and_mask(audio, lengths)
-        z, _ = self.encoder(self._normalize(mel), mask)
+        z, _ = self.encoder(self.normalize(mel), mask)
         return self.quantizer.encode(z, n_codebooks)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -142,10 +142,12 @@ class WaveformVQVAE(CodecModel):
         audio = F.pad(audio, (0, self.num_frames(t) * self.hop_length - t))
         return audio, lengths_to_mask(lengths, audio.shape[-1])
 
-    def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> CodecOutput:
+    def forward(
+        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
+    ) -> CodecOutput:
         x, mask = self._pad(audio, lengths)
         z, zmask = self.encoder(x, mask)
-        q = self.quantizer(z, zmask)
+        q = self.quantizer(z, zmask, n_codebooks)
         return CodecOutput(reconstruction=self.decoder(q.quantized) * mask, target=x, mask=mask, quantizer=q)
 
     def encode(

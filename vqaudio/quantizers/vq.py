@@ -113,8 +113,8 @@ class VectorQuantizer(BaseQuantizer):
     def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """``[N, D]`` float32 -> ``[N]`` indices of the nearest codewords (squared Euclidean)."""
         w = self._weights()
-        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ w.T + w.pow(2).sum(1)[None, :]
-        return dist.argmin(dim=1)
+        # ||x||^2 is the same for every codeword, so the argmin needs only ||w||^2 - 2 x.w: one fused product.
+        return torch.addmm(w.pow(2).sum(1), flat, w.T, alpha=-2).argmin(dim=1)
 
     def encode(self, x: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
         """``[B, D, F]`` -> ``[B, 1, F]``."""

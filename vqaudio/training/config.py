@@ -87,6 +87,12 @@ class TrainConfig:
     # (random number of codebooks per batch) instead of the true log-mel, so it learns to undo the codec's
     # smoothing rather than only to invert clean features.
     codec_model: str | None = None
+    # Submodules of the model (top-level names such as "encoder", "quantizer") to take from ``init_from``;
+    # empty takes everything. Lets a resized decoder start from a finished encoder and codebooks.
+    init_modules: tuple[str, ...] = ()
+    # Submodules held fixed: no gradient, and kept in eval mode so EMA codebooks do not move. Freezing the
+    # encoder and quantizer of a finished codec trains a new decoder for the very same tokens.
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in ("codec", "vocoder"):
@@ -95,6 +101,8 @@ class TrainConfig:
             raise ConfigError("task 'vocoder' needs a [model.vocoder] section")
         if self.codec_model is not None and self.task != "vocoder":
             raise ConfigError("codec_model applies to the vocoder task only")
+        if self.init_modules and self.init_from is None:
+            raise ConfigError("init_modules needs init_from")
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 1:
             raise ConfigError("steps and the *_every intervals must be >= 1")
 

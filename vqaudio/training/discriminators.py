@@ -1,6 +1,11 @@
-"""Discriminators for optional adversarial training (HiFi-GAN's multi-period, and a multi-resolution STFT one).
+"""Discriminators for optional adversarial training.
 
-Both return, per sub-discriminator, the logits map and the intermediate feature maps used by feature matching.
+For audio (vocoders, waveform codecs): HiFi-GAN's multi-period and a multi-resolution STFT one. For the log-mel
+a spectral codec decodes: patch discriminators over the (time, mel band) plane at two time scales, which judge
+whether the decoded spectrogram has the fine structure (harmonics, onsets) of real speech, the detail an L1
+regression averages away.
+
+All return, per sub-discriminator, the logits map and the intermediate feature maps used by feature matching.
 They are sized for CPU training: few channels, few layers.
 """
 
@@ -14,6 +19,17 @@ from torch.nn.utils.parametrizations import weight_norm
 from vqaudio.spectral import STFTConfig, stft
 
 DiscOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
+
+
+def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, post: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv layers then a linear output conv: flattened logits and every layer's output."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        feats.append(x)
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
 
 
 class PeriodDiscriminator(nn.Module):
@@ -31,14 +47,7 @@ class PeriodDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         b, c, t = x.shape
         x = F.pad(x, (0, (-t) % self.period), mode="reflect" if t > self.period else "constant")
-        x = x.view(b, c, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _conv_stack(x.view(b, c, -1, self.period), self.convs, self.post)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -60,14 +69,44 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         mag = stft(x.squeeze(1), self.stft).abs()
-        y = torch.log1p(mag).transpose(1, 2).unsqueeze(1)  # [B, 1, F, freq]
-        feats = []
-        for conv in self.convs:
-            y = F.leaky_relu(conv(y), 0.1)
-            feats.append(y)
-        y = self.post(y)
-        feats.append(y)
-        return y.flatten(1), feats
+        return _conv_stack(torch.log1p(mag).transpose(1, 2).unsqueeze(1), self.convs, self.post)  # [B, 1, F, freq]
+
+
+class MelPatchDiscriminator(nn.Module):
+    """2-D convs over a normalised log-mel ``[B, n_mels, F]`` seen as an image ``[B, 1, n_mels, F]``."""
+
+    def __init__(self, channels: int = 16, time_pool: int = 1) -> None:
+        super().__init__()
+        self.time_pool = time_pool
+        c = channels
+        # Halving the mel axis early keeps it cheap; the time axis is kept at full resolution longer because
+        # onsets and harmonic continuity are what the regression blurs.
+        self.convs = nn.ModuleList(
+            [
+                weight_norm(nn.Conv2d(1, c, (3, 3), stride=(2, 1), padding=(1, 1))),
+                weight_norm(nn.Conv2d(c, 2 * c, (3, 5), stride=(2, 2), padding=(1, 2))),
+                weight_norm(nn.Conv2d(2 * c, 2 * c, (3, 5), stride=(2, 1), padding=(1, 2))),
+                weight_norm(nn.Conv2d(2 * c, 2 * c, (3, 3), padding=(1, 1))),
+            ]
+        )
+        self.post = weight_norm(nn.Conv2d(2 * c, 1, (3, 3), padding=(1, 1)))
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        y = mel.unsqueeze(1)
+        if self.time_pool > 1:
+            y = F.avg_pool2d(y, (1, self.time_pool))
+        return _conv_stack(y, self.convs, self.post)
+
+
+class MelDiscriminators(nn.Module):
+    """Patch discriminators on log-mel at the frame rate and at half of it."""
+
+    def __init__(self, time_pools: tuple[int, ...] = (1, 2), channels: int = 16) -> None:
+        super().__init__()
+        self.discs = nn.ModuleList(MelPatchDiscriminator(channels, p) for p in time_pools)
+
+    def forward(self, mel: torch.Tensor) -> DiscOutput:
+        return [d(mel) for d in self.discs]
 
 
 class Discriminators(nn.Module):

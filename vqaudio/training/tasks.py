@@ -17,12 +17,14 @@ from vqaudio.models.io import load_model
 from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.spectral import log_mel
 from vqaudio.training.config import TrainConfig
+from vqaudio.training.discriminators import Discriminators, MelDiscriminators
 from vqaudio.vocoders.base import Vocoder
 
 
 @dataclass
 class StepResult:
-    """Loss to minimise, scalars to log, and (for audio outputs) the generated and real audio ``[B, 1, T]``."""
+    """Loss to minimise, scalars to log, and what the discriminators judge: generated and real audio
+    ``[B, 1, T]``, or normalised log-mel ``[B, n_mels, F]`` for a spectral codec."""
 
     loss: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
@@ -43,6 +45,10 @@ class Task(ABC):
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         """One forward pass of ``model`` (the possibly DDP-wrapped ``self.model``) on ``batch``."""
 
+    def discriminators(self) -> nn.Module:
+        """The discriminators for adversarial training of this task's output."""
+        return Discriminators()
+
 
 class CodecTask(Task):
     def __init__(self, config: TrainConfig) -> None:
@@ -51,10 +57,17 @@ class CodecTask(Task):
         self.produces_audio = self.model.family == "waveform"
         self.stft_loss = MultiResolutionSTFTLoss()
         self.mel_loss = MelLoss(config.model.mel)
+        # A frozen quantizer runs in eval mode and so skips quantizer dropout: draw the bitrate here instead,
+        # from a generator of its own, so the decoder still learns every prefix of the codebooks.
+        self.draw_codebooks = "quantizer" in config.freeze and config.model.rvq.dropout > 0
+        self.generator = torch.Generator().manual_seed(config.seed)
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         w = self.config.loss
-        out = model(batch.audio, batch.lengths)
+        n_codebooks = None
+        if self.draw_codebooks and float(torch.rand((), generator=self.generator)) < self.config.model.rvq.dropout:
+            n_codebooks = int(torch.randint(1, self.model.num_codebooks + 1, (), generator=self.generator))
+        out = model(batch.audio, batch.lengths, n_codebooks)
         q = out.quantizer
         metrics = {"perplexity": float(q.perplexity.mean()), "n_codebooks": float(q.codes.shape[1])}
         if self.produces_audio:
@@ -69,9 +82,17 @@ class CodecTask(Task):
             loss = w.mel_l1 * l1 + w.mel_l2 * l2
             metrics.update(mel_l1=float(l1.detach()), mel_l2=float(l2.detach()))
             fake = real = None
+            if w.adversarial:
+                # Normalised and masked alike, so padding looks the same on both sides.
+                assert isinstance(self.model, SpectralVQVAE)
+                fake = self.model.normalize(out.reconstruction) * out.mask
+                real = self.model.normalize(out.target) * out.mask
         loss = loss + w.quantizer * q.loss
         metrics["commitment"] = float(q.commitment_loss.detach())
         return StepResult(loss, metrics, fake, real)
+
+    def discriminators(self) -> nn.Module:
+        return Discriminators() if self.produces_audio else MelDiscriminators()
 
 
 class VocoderTask(Task):

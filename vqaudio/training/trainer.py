@@ -33,7 +33,7 @@ from vqaudio.models.base import CodecModel
 from vqaudio.models.io import load_model, save_model
 from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vqaudio.training.config import TrainConfig
-from vqaudio.training.discriminators import Discriminators, discriminator_loss, generator_losses
+from vqaudio.training.discriminators import discriminator_loss, generator_losses
 from vqaudio.training.tasks import Task, build_task
 from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
 
@@ -100,6 +100,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.task: Task = build_task(config)
         self.model = self.task.model
+        self.frozen = [self._submodule(name) for name in config.freeze]
+        for module in self.frozen:
+            module.requires_grad_(False)
         generator = getattr(getattr(self.model, "quantizer", None), "generator", None)
         if isinstance(generator, torch.Generator):
             generator.manual_seed(config.seed)
@@ -107,14 +110,15 @@ class Trainer:
         if self.dist.world_size > 1:
             self.wrapped = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
         o = config.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        self.disc: Discriminators | None = None
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if not trainable:
+            raise VQAudioError("every parameter is frozen: nothing to train")
+        self.optimizer = torch.optim.AdamW(trainable, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.disc: nn.Module | None = None
         self.disc_wrapped: nn.Module | None = None
         self.disc_optimizer: torch.optim.Optimizer | None = None
         if config.loss.adversarial:
-            if not self.task.produces_audio:
-                raise VQAudioError("adversarial training needs a model that outputs audio (waveform codec or vocoder)")
-            self.disc = Discriminators()
+            self.disc = self.task.discriminators()
             self.disc_wrapped = self.disc
             if self.dist.world_size > 1:
                 self.disc_wrapped = nn.parallel.DistributedDataParallel(self.disc)
@@ -129,14 +133,31 @@ class Trainer:
                 f"{self.out} already holds a checkpoint; pass --resume to continue it or pick another --out"
             )
 
+    def _submodule(self, name: str) -> nn.Module:
+        module = getattr(self.model, name, None) if name.isidentifier() else None
+        if not isinstance(module, nn.Module):
+            raise VQAudioError(f"the {self.config.task} model has no submodule {name!r}")
+        return module
+
     def _init_weights(self, directory: str) -> None:
-        """Start from the weights of an exported model (fine-tuning); the optimiser starts fresh."""
+        """Start from the weights of an exported model (fine-tuning); the optimiser starts fresh.
+
+        With ``init_modules`` only those submodules are copied; the rest keep their fresh initialisation.
+        """
         loaded = load_model(directory)
         source = loaded.codec if isinstance(self.model, CodecModel) else loaded.vocoder
         if source is None:
             raise VQAudioError(f"{directory}: has no {self.config.task} weights to start from")
+        state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+        names = self.config.init_modules
         try:
-            self.model.load_state_dict(source.state_dict())
+            if not names:
+                self.model.load_state_dict(state)
+            for name in names:
+                prefix = name + "."
+                self._submodule(name).load_state_dict(
+                    {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                )
         except RuntimeError:
             raise VQAudioError(f"{directory}: its {self.config.task} does not match this config's model") from None
 
@@ -219,6 +240,8 @@ class Trainer:
     def _train_step(self, batch: Batch) -> dict[str, float]:
         cfg = self.config
         self.wrapped.train()
+        for module in self.frozen:
+            module.eval()
         lr = self._set_lr()
         result = self.task.step(self.wrapped, batch)
         loss = result.loss
