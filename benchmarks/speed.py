@@ -90,6 +90,19 @@ def _make_long_file(seconds: float, path: Path) -> Path:
     return path
 
 
+def _cpu_name() -> str:
+    """The processor's model name, as the kernel reports it (speed depends on it more than on anything else)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "an unknown CPU"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="speech-16k")
@@ -148,12 +161,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure("long", _make_long_file(args.long_seconds, Path(tmp) / "long.wav"), fast))
     k = args.n_codebooks or "default"
     command = "python " + " ".join(["benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)])
+    from vqaudio.tokenizer import native_bfloat16
+
     lines = [
         "## Speed",
         "",
         f"Produced by `{command}`. Time it on an otherwise idle machine: a background job halves these figures.",
         "",
-        f"Speed of `{args.model}` ({k} codebooks), {args.threads} threads, median of {args.repeats} runs:",
+        f"Speed of `{args.model}` ({k} codebooks), {args.threads} threads, median of {args.repeats} runs, on "
+        f"{_cpu_name()} ({'with' if native_bfloat16() else 'without'} native bfloat16):",
         "",
         "Arithmetic is encoder / decoder; `auto` decoding uses bfloat16 where the CPU has it natively.",
         "",
@@ -169,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
+        previous = args.out.read_text() if args.out.exists() else ""
         with open(args.out, "a") as f:
-            f.write(table + "\n")
+            # A blank line first, so the heading does not run into a table above it.
+            f.write(("\n" if previous and not previous.endswith("\n\n") else "") + table + "\n")
     return 0
 
 

@@ -58,7 +58,15 @@ def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
     assert (exp / "vocoder-gan" / "model").is_dir() == (recipe == "librispeech")
     release = load_model(exp / "release")
     assert release.codec is not None and release.vocoder is not None
+    assert (exp / "codec-gan" / "model").is_dir() == (recipe == "librispeech")
     if recipe == "librispeech":
+        # Stage 3b: its decoder is released; encoder and codebooks are stage 3's, so the tokens are too.
+        first, tuned = load_model(exp / "codec" / "model").codec, load_model(exp / "codec-gan" / "model").codec
+        assert first is not None and tuned is not None
+        a, b, r = first.state_dict(), tuned.state_dict(), release.codec.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("encoder.", "quantizer.")))
+        assert not torch.equal(a["decoder.out.weight"], b["decoder.out.weight"])
+        assert torch.allclose(b["decoder.out.weight"], r["decoder.out.weight"].float(), rtol=1e-3, atol=1e-6)
         gan = load_model(exp / "vocoder-gan" / "model").vocoder
         assert gan is not None
         released = release.vocoder.state_dict()

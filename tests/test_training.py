@@ -241,6 +241,9 @@ def test_export_from_a_run_directory(corpus: Path, tmp_path: Path) -> None:
     loaded = load_model(release.parent if release.is_file() else release)
     assert loaded.codec is not None and loaded.vocoder is not None
     assert loaded.card["codec_training"]["steps"] == 3 and loaded.card["vocoder_training"]["steps"] == 2
+    # A release as the vocoder source (a new codec, the released vocoder) keeps the vocoder's training record.
+    export_release(codec_run, tmp_path / "again", "snap", vocoder_dir=tmp_path / "release", half=False)
+    assert load_model(tmp_path / "again").card["vocoder_training"]["steps"] == 2
     # Not a run and not a model: the usual one-line model error.
     (tmp_path / "empty").mkdir()
     with pytest.raises(VQAudioError):

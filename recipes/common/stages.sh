@@ -1,6 +1,7 @@
 # Shared stages of the vqaudio recipes, sourced by recipes/<name>/run.sh after it sets:
 #   name           default model name (exp/<name>, data/<name>)
 #   codec_conf, voc_conf, debug_codec_conf, debug_voc_conf   configs below the recipe's conf/
+#   codec_gan_conf, debug_codec_gan_conf optional: train the codec's decoder on adversarially, tokens fixed (3b)
 #   voc_ft_conf, debug_voc_ft_conf   optional: fine-tune the vocoder on the codec's decoded mel (stage 4b)
 #   voc_gan_conf, debug_voc_gan_conf optional: then train it adversarially on the codec's decoded mel (stage 4c)
 #   min_rate       skip training files below this sample rate
@@ -16,7 +17,8 @@
 # Stages (each writes exp/<name>/.stageN.done and is skipped when that marker exists):
 #   1 download   (skipped with --corpus)
 #   2 prepare    data/<name>/train.tsv (held-out files excluded) and data/<name>/valid.list
-#   3 codec      train the VQ-VAE
+#   3 codec      train the VQ-VAE, then (with codec_gan_conf) its decoder with adversarial losses, encoder and
+#                codebooks frozen
 #   4 vocoder    train the learned vocoder on the same features, then (with voc_ft_conf) fine-tune it on
 #                what the stage-3 codec decodes, then (with voc_gan_conf) go on with adversarial losses
 #   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md)
@@ -45,11 +47,14 @@ done
 
 exp=$work/exp/$name; data=$work/data/$name
 mkdir -p "$exp" "$data"
-voc_ft_conf=${voc_ft_conf:-}; voc_gan_conf=${voc_gan_conf:-}
+voc_ft_conf=${voc_ft_conf:-}; voc_gan_conf=${voc_gan_conf:-}; codec_gan_conf=${codec_gan_conf:-}
 if [ "$debug" = 1 ]; then
     codec_conf=$debug_codec_conf; voc_conf=$debug_voc_conf
-    voc_ft_conf=${debug_voc_ft_conf:-}; voc_gan_conf=${debug_voc_gan_conf:-}
+    voc_ft_conf=${debug_voc_ft_conf:-}; voc_gan_conf=${debug_voc_gan_conf:-}; codec_gan_conf=${debug_codec_gan_conf:-}
 fi
+# The codec the vocoder stages learn from and stage 5 releases: stage 3b's when it runs.
+codec_model=$exp/codec/model
+if [ -n "$codec_gan_conf" ]; then codec_model=$exp/codec-gan/model; fi
 # Each vocoder stage starts from the one before; the last one that runs is released.
 vocoder_model=$exp/vocoder/model
 if [ -n "$voc_ft_conf" ]; then vocoder_model=$exp/vocoder-ft/model; fi
@@ -93,6 +98,11 @@ train_data=(--set "data.train=[\"$data/train.tsv\"]" --set "data.valid=[\"$data/
 if run_stage 3; then
     echo "stage 3: training the codec ($codec_conf)"
     "$vqaudio" train --config "$codec_conf" --out "$exp/codec" --resume --no-progress $(step_args "$steps") "${train_data[@]}"
+    if [ -n "$codec_gan_conf" ]; then
+        echo "stage 3b: adversarial training of the codec's decoder, tokens fixed ($codec_gan_conf)"
+        "$vqaudio" train --config "$codec_gan_conf" --out "$exp/codec-gan" --resume --no-progress "${train_data[@]}" \
+            --set "init_from=\"$exp/codec/model\""
+    fi
     done_stage 3
 fi
 
@@ -102,21 +112,21 @@ if run_stage 4; then
     if [ -n "$voc_ft_conf" ]; then
         echo "stage 4b: fine-tuning the vocoder on the codec's output ($voc_ft_conf)"
         "$vqaudio" train --config "$voc_ft_conf" --out "$exp/vocoder-ft" --resume --no-progress "${train_data[@]}" \
-            --set "init_from=\"$exp/vocoder/model\"" --set "codec_model=\"$exp/codec/model\""
+            --set "init_from=\"$exp/vocoder/model\"" --set "codec_model=\"$codec_model\""
     fi
     if [ -n "$voc_gan_conf" ]; then
         previous=$exp/vocoder/model
         if [ -n "$voc_ft_conf" ]; then previous=$exp/vocoder-ft/model; fi
         echo "stage 4c: adversarial training of the vocoder on the codec's output ($voc_gan_conf)"
         "$vqaudio" train --config "$voc_gan_conf" --out "$exp/vocoder-gan" --resume --no-progress "${train_data[@]}" \
-            --set "init_from=\"$previous\"" --set "codec_model=\"$exp/codec/model\""
+            --set "init_from=\"$previous\"" --set "codec_model=\"$codec_model\""
     fi
     done_stage 4
 fi
 
 if run_stage 5; then
     echo "stage 5: export"
-    "$vqaudio" export --codec "$exp/codec/model" --vocoder "$vocoder_model" --name "$name" \
+    "$vqaudio" export --codec "$codec_model" --vocoder "$vocoder_model" --name "$name" \
         --output "$exp/release" --force
     done_stage 5
 fi

@@ -14,6 +14,7 @@ cd "$(dirname "$0")"
 recipes_dir=$(cd .. && pwd)
 name=speech-16k
 codec_conf=conf/speech16k.toml; voc_conf=conf/vocoder16k.toml
+codec_gan_conf=conf/speech16k_decoder_gan.toml; debug_codec_gan_conf=conf/debug_decoder_gan.toml
 voc_ft_conf=conf/vocoder16k_finetune.toml; voc_gan_conf=conf/vocoder16k_gan.toml
 debug_codec_conf=conf/debug.toml; debug_voc_conf=conf/debug_vocoder.toml
 debug_voc_ft_conf=conf/debug_vocoder.toml; debug_voc_gan_conf=conf/debug_vocoder_gan.toml

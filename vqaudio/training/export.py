@@ -67,7 +67,8 @@ def export_release(
     config = codec.config
     vocoder = None
     card = dict(card or {})
-    card.setdefault("codec_training", codec.card.get("training", {}))
+    # A run's model carries "training"; a release re-exported carries its parts' records already.
+    card.setdefault("codec_training", codec.card.get("training") or codec.card.get("codec_training", {}))
     if vocoder_dir is not None:
         voc = load_run_or_model(vocoder_dir)
         if voc.vocoder is None:
@@ -76,7 +77,7 @@ def export_release(
             raise ModelError(f"{vocoder_dir}: vocoder was trained on other mel features than the codec decodes")
         config = dataclasses.replace(config, vocoder=voc.config.vocoder)
         vocoder = voc.vocoder
-        card.setdefault("vocoder_training", voc.card.get("training", {}))
+        card.setdefault("vocoder_training", voc.card.get("training") or voc.card.get("vocoder_training", {}))
     path = save_model(output, name, config, codec.codec, vocoder, card=card, half=half)
     (Path(output) / "README.md").write_text(model_card_markdown(name, card))
     return path
