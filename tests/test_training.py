@@ -284,6 +284,9 @@ def test_new_decoder_for_a_finished_codec_keeps_its_tokens(corpus: Path, tmp_pat
     assert all(math.isfinite(r[k]) for r in train for k in ("disc", "adv", "fm", "mel_l1"))
     # The frozen quantizer still varies the bitrate from batch to batch (its own draw, not quantizer dropout).
     assert len({r["n_codebooks"] for r in train}) > 1
+    # Resuming restores the trainer's own bitrate draws along with the model.
+    again = Trainer(cfg, tmp_path / "second", resume=True, progress=False)
+    assert torch.equal(again.task.generator.get_state(), trainer.task.generator.get_state())  # type: ignore[attr-defined]
     audio = torch.from_numpy(speech_like(1.0, 16000, f0=150, seed=3)).float()[None, None]
     with torch.inference_mode():
         assert torch.equal(first.eval().encode(audio), second.eval().encode(audio))

@@ -173,6 +173,10 @@ class Trainer:
         gen = getattr(getattr(self.model, "quantizer", None), "generator", None)
         if gen is not None:
             state["quantizer_rng"] = gen.get_state()
+        # The task's own draws (bitrate per batch for a frozen quantizer or a codec-fed vocoder) resume too.
+        task_gen = getattr(self.task, "generator", None)
+        if isinstance(task_gen, torch.Generator):
+            state["task_rng"] = task_gen.get_state()
         if self.disc is not None and self.disc_optimizer is not None:
             state["disc"] = self.disc.state_dict()
             state["disc_optimizer"] = self.disc_optimizer.state_dict()
@@ -186,6 +190,9 @@ class Trainer:
         gen = getattr(getattr(self.model, "quantizer", None), "generator", None)
         if gen is not None and "quantizer_rng" in state:
             gen.set_state(state["quantizer_rng"])
+        task_gen = getattr(self.task, "generator", None)
+        if isinstance(task_gen, torch.Generator) and "task_rng" in state:
+            task_gen.set_state(state["task_rng"])
         if self.disc is not None and self.disc_optimizer is not None and "disc" in state:
             self.disc.load_state_dict(state["disc"])
             self.disc_optimizer.load_state_dict(state["disc_optimizer"])
