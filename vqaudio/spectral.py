@@ -257,17 +257,10 @@ def mel_inverse_on_grid(config: MelConfig, n_fft: int) -> torch.Tensor:
     frequency onto another STFT's bins (a vocoder head may use a smaller STFT than the features).
     """
     pinv, _ = _mel_inverse(config)
-    src = torch.linspace(0.0, config.sample_rate / 2, config.stft.n_freqs, dtype=torch.float64)
-    dst = torch.linspace(0.0, config.sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    # Each target bin mixes its two neighbouring source bins.
-    pos = torch.clamp(torch.searchsorted(src, dst, right=True) - 1, 0, len(src) - 2)
-    frac = (dst - src[pos]) / (src[pos + 1] - src[pos])
-    interp = torch.zeros(len(dst), len(src), dtype=torch.float64)
-    rows = torch.arange(len(dst))
-    interp[rows, pos] = 1 - frac
-    interp[rows, pos + 1] += frac
     with torch.inference_mode(False):  # see _window
-        return (interp @ pinv.double()).float()
+        # Both grids run from 0 Hz to Nyquist, so aligned corners make each target bin a mix of its two
+        # neighbouring source bins.
+        return F.interpolate(pinv.T[None], size=n_fft // 2 + 1, mode="linear", align_corners=True)[0].T.contiguous()
 
 
 class LogMel(torch.nn.Module):

@@ -20,7 +20,8 @@
 #   3 codec      train the VQ-VAE, then (with codec_gan_conf) its decoder with adversarial losses, encoder and
 #                codebooks frozen
 #   4 vocoder    train the learned vocoder on the same features, then (with voc_ft_conf) fine-tune it on
-#                what the stage-3 codec decodes, then (with voc_gan_conf) go on with adversarial losses
+#                what the codec of stage 3 (3b when it runs) decodes, then (with voc_gan_conf) go on with
+#                adversarial losses
 #   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md)
 #   6 evaluate   PESQ-WB/STOI/SI-SDR/mel distance/bitrate on the held-out list -> exp/<name>/results.md
 set -euo pipefail

@@ -161,6 +161,16 @@ class Trainer:
         except RuntimeError:
             raise VQAudioError(f"{directory}: its {self.config.task} does not match this config's model") from None
 
+    def _generators(self) -> dict[str, torch.Generator]:
+        """Random streams outside torch's global one that a checkpoint must carry for an exact resume: the
+        quantizer's dropout draws, and the task's own (bitrate per batch for a frozen quantizer or a
+        codec-fed vocoder)."""
+        found = {
+            "quantizer_rng": getattr(getattr(self.model, "quantizer", None), "generator", None),
+            "task_rng": getattr(self.task, "generator", None),
+        }
+        return {k: g for k, g in found.items() if isinstance(g, torch.Generator)}
+
     # -- state -----------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -170,13 +180,8 @@ class Trainer:
             "rng": rng_state(),
             "config": json.dumps(to_dict(self.config)),
         }
-        gen = getattr(getattr(self.model, "quantizer", None), "generator", None)
-        if gen is not None:
-            state["quantizer_rng"] = gen.get_state()
-        # The task's own draws (bitrate per batch for a frozen quantizer or a codec-fed vocoder) resume too.
-        task_gen = getattr(self.task, "generator", None)
-        if isinstance(task_gen, torch.Generator):
-            state["task_rng"] = task_gen.get_state()
+        for key, gen in self._generators().items():
+            state[key] = gen.get_state()
         if self.disc is not None and self.disc_optimizer is not None:
             state["disc"] = self.disc.state_dict()
             state["disc_optimizer"] = self.disc_optimizer.state_dict()
@@ -187,12 +192,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
-        gen = getattr(getattr(self.model, "quantizer", None), "generator", None)
-        if gen is not None and "quantizer_rng" in state:
-            gen.set_state(state["quantizer_rng"])
-        task_gen = getattr(self.task, "generator", None)
-        if isinstance(task_gen, torch.Generator) and "task_rng" in state:
-            task_gen.set_state(state["task_rng"])
+        for key, gen in self._generators().items():
+            if key in state:
+                gen.set_state(state[key])
         if self.disc is not None and self.disc_optimizer is not None and "disc" in state:
             self.disc.load_state_dict(state["disc"])
             self.disc_optimizer.load_state_dict(state["disc_optimizer"])
