@@ -14,6 +14,9 @@ Systems:
                                perfect mel codec followed by a Griffin-Lim back end
     vqaudio:<model>[@K][+vocoder][%precision]   a vqaudio model with K codebooks, the named vocoder and the
                                decoder arithmetic (auto, float32 or bfloat16; default auto, as the CLI)
+    vocoder:<model>[+vocoder]  a vqaudio model's back end alone (default: the model's default one) on the
+                               original's own mel, as the model analyses it: how far the back end by itself
+                               is from the original, with no codec in front of it
 
 Files whose ``lossy_origin`` is set in a ``manifest.tsv`` beside or above them were decoded from MP3 or
 Vorbis, so they already carry coding artefacts; they are excluded.
@@ -47,6 +50,7 @@ from vqaudio.evaluation import QualityScores, score
 RATE = 16000  # default scoring rate; PESQ-WB itself always works on a 16 kHz copy
 GRIFFIN_LIM = "griffin-lim-true-mel"
 DEFAULT_SYSTEMS = [*REFERENCE_CODECS, GRIFFIN_LIM]
+_VOCODER_SYSTEM = re.compile(r"^vocoder:(?P<model>[^+]+)(?:\+(?P<vocoder>.+))?$")
 _VQAUDIO_SYSTEM = re.compile(
     r"^vqaudio:(?P<model>[^@+%]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%]+))?(?:%(?P<precision>auto|float32|bfloat16))?$"
 )
@@ -143,6 +147,30 @@ def _vqaudio_system(spec: str, rate: int = RATE) -> System:
     return System(name=spec, bitrate_kbps=float(bitrate) / 1000.0, run=run)
 
 
+def _vocoder_system(spec: str, rate: int = RATE) -> System:
+    """Build a ``vocoder:<model>[+vocoder]`` system: the original's log-mel straight into the back end."""
+    match = _VOCODER_SYSTEM.match(spec)
+    if match is None:
+        raise VQAudioError(f"{spec}: expected vocoder:<model>[+vocoder], e.g. vocoder:speech-16k+learned")
+    import vqaudio
+    from vqaudio.spectral import log_mel
+
+    vocoder = vqaudio.load(match["model"]).vocoder(match["vocoder"])  # type: ignore[attr-defined]
+    model_rate = vocoder.sample_rate
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        y = x if model_rate == rate else soxr.resample(x, rate, model_rate)
+        audio = torch.from_numpy(np.asarray(y, dtype=np.float32))[None]
+        out = vocoder(log_mel(audio, vocoder.mel_config))[0].numpy().astype(np.float64)
+        if model_rate != rate:
+            out = soxr.resample(out, model_rate, rate)
+        return _fit_length(np.asarray(out, dtype=np.float32), x.size)
+
+    # The mel it starts from is not coded, so the row has no bitrate (like the Griffin-Lim ceiling).
+    return System(name=spec, bitrate_kbps=math.nan, run=run)
+
+
 def _fit_length(x: np.ndarray, length: int) -> np.ndarray:
     return x[:length] if x.size >= length else np.pad(x, (0, length - x.size))
 
@@ -169,13 +197,15 @@ def build_systems(names: Iterable[str], rate: int = RATE) -> list[System]:
         elif name == GRIFFIN_LIM:
             # A mel codec would spend bits on the mel; the ceiling itself has no bitrate.
             systems.append(System(name=name, bitrate_kbps=math.nan, run=_griffin_lim_true_mel(rate)))
-        elif name.startswith("vqaudio:"):
+        elif name.startswith(("vqaudio:", "vocoder:")):
+            build = _vqaudio_system if name.startswith("vqaudio:") else _vocoder_system
             try:
-                systems.append(_vqaudio_system(name, rate))
+                systems.append(build(name, rate))
             except (ImportError, AttributeError, VQAudioError) as exc:
                 _warn(f"skipping {name}: {exc}")
         else:
-            known = ", ".join([*DEFAULT_SYSTEMS, "vqaudio:<model>[@K][+vocoder][%precision]"])
+            patterns = ["vqaudio:<model>[@K][+vocoder][%precision]", "vocoder:<model>[+vocoder]"]
+            known = ", ".join([*DEFAULT_SYSTEMS, *patterns])
             raise VQAudioError(f"unknown system {name!r}; known: {known}")
     return systems
 

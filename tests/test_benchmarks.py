@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,13 @@ def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
     out, dump = tmp_path / "results.md", tmp_path / "results.json"
     out.write_text("# Title\n\nKept.\n\n## Quality\n\nold table, replaced\n")
     cmd = [sys.executable, str(BENCHMARKS / "quality.py"), "--list", str(tmp_path / "list"), "--root", str(root)]
-    systems = ["opus-16", "griffin-lim-true-mel", f"vqaudio:{tiny_model_dir}@2+learned%float32"]
+    systems = [
+        "opus-16",
+        "griffin-lim-true-mel",
+        f"vqaudio:{tiny_model_dir}@2+learned%float32",
+        f"vocoder:{tiny_model_dir}+griffin-lim",
+        f"vocoder:{tiny_model_dir}+learned",
+    ]
     done = subprocess.run(
         [*cmd, "--rate", "24000", "--out", str(out), "--json", str(dump), "--systems", *systems],
         capture_output=True,
@@ -49,6 +56,11 @@ def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert all(row["n_files"] == 2 for row in summary.values())
     # Opus at 16 kbps keeps a clean harmonic signal well; the untrained tiny model does not.
     assert summary["opus-16"]["mel_distance"] < summary[systems[2]]["mel_distance"]
+    # Griffin-Lim from the true mel keeps the spectrum far better than the untrained codec or learned vocoder, and
+    # a back end alone has no bitrate.
+    gl_alone, learned_alone = summary[systems[3]], summary[systems[4]]
+    assert gl_alone["mel_distance"] < min(summary[systems[2]]["mel_distance"], learned_alone["mel_distance"])
+    assert gl_alone["bitrate_kbps"] is None or math.isnan(gl_alone["bitrate_kbps"])
     report = out.read_text()
     assert report.startswith("# Title\n\nKept.\n\n## Quality") and "old table" not in report
     assert "--rate 24000" in report

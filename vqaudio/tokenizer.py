@@ -199,6 +199,14 @@ class Tokenizer:
         """Back ends available for this model (empty for waveform models, which decode audio directly)."""
         return tuple(v for v in VOCODERS if v in self._vocoders)
 
+    def vocoder(self, name: str | None = None) -> Vocoder:
+        """The back end ``name`` (default: :attr:`default_vocoder`) as a module, log-mel ``[B, n_mels, F]`` ->
+        audio ``[B, F * hop]``; it reads the mel of ``vocoder(...).mel_config``. For scoring a back end on its own."""
+        found = self._vocoder(name)
+        if found is None:
+            raise VQAudioError(f"{self.name} decodes audio directly; it has no vocoder")
+        return found
+
     @property
     def default_vocoder(self) -> str | None:
         """The model card's ``default_vocoder`` (whichever measured better), else the learned one if shipped."""
