@@ -1,4 +1,5 @@
-"""Speed and memory of vqaudio models: x real-time for tokenize and resynth, and peak memory.
+"""Speed and memory of vqaudio models: x real-time for tokenize, resynth and each back end alone (vocode: the
+clip's own log-mel to audio), and peak memory.
 
     python benchmarks/speed.py --model speech-16k --audio examples/hello.wav --threads 2
     python benchmarks/speed.py --model speech-16k --long-seconds 3600     # peak memory on a 1-hour file
@@ -54,9 +55,22 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
     audio = load_audio(args.audio, sample_rate=tok.sample_rate, mono=True).samples[0]
     seconds = audio.numel() / tok.sample_rate
 
+    if args.task == "vocode":
+        from vqaudio.spectral import log_mel
+
+        vocoder = tok.vocoder(args.vocoder)
+        # The arithmetic resynth gives this back end (Griffin-Lim always runs in float32).
+        dtype = tok.decode_dtype if vocoder.low_precision_ok else torch.float32
+        arithmetic = names[dtype]
+        mel = log_mel(audio[None], vocoder.mel_config)  # analysis is not the back end's cost
+
+    @torch.inference_mode()
     def run() -> None:
         if args.task == "tokenize":
             tok.encode(audio, tok.sample_rate, n_codebooks=k)
+        elif args.task == "vocode":
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                vocoder(mel)
         else:
             tok.resynth(audio, tok.sample_rate, n_codebooks=k, vocoder=args.vocoder)
 
@@ -68,7 +82,7 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
         times.append(time.perf_counter() - t0)
     wall = statistics.median(times)
     return {
-        "task": args.task,
+        "task": "vocode (mel to audio)" if args.task == "vocode" else args.task,
         "vocoder": args.vocoder,
         "arithmetic": arithmetic,
         "seconds": seconds,
@@ -115,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decode-precision", default="auto", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--long-seconds", type=float, default=0.0, help="also stream-encode a file this long")
     p.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
-    p.add_argument("--task", choices=["tokenize", "resynth", "long"], help=argparse.SUPPRESS)
+    p.add_argument("--task", choices=["tokenize", "resynth", "vocode", "long"], help=argparse.SUPPRESS)
     p.add_argument("--vocoder", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.task:  # subprocess mode
@@ -155,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     rows += [measure("resynth", args.audio, v) for v in args.vocoders if v in available]
     if available == (None,):
         rows.append(measure("resynth", args.audio))
+    else:
+        rows += [measure("vocode", args.audio, v) for v in args.vocoders if v in available]
     if args.long_seconds:
         with tempfile.TemporaryDirectory() as tmp:
             fast = "learned" if "learned" in available else None

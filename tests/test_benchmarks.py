@@ -64,3 +64,27 @@ def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
     report = out.read_text()
     assert report.startswith("# Title\n\nKept.\n\n## Quality") and "old table" not in report
     assert "--rate 24000" in report
+
+
+def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model_dir: Path) -> None:
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, speech_like(1.0, 16000, f0=120, seed=0), 16000)
+    out = tmp_path / "results.md"
+    cmd = [sys.executable, str(BENCHMARKS / "speed.py"), "--model", str(tiny_model_dir), "--audio", str(clip)]
+    done = subprocess.run([*cmd, "--repeats", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")]
+    rows = table[2:]  # below the header and its rule
+    tasks = [(task.strip(), vocoder.strip()) for task, vocoder, *_ in rows]
+    assert tasks == [
+        ("tokenize", "-"),
+        ("resynth", "learned"),
+        ("resynth", "griffin-lim"),
+        ("vocode (mel to audio)", "learned"),
+        ("vocode (mel to audio)", "griffin-lim"),
+    ]
+    speeds = {t: float(row[4]) for t, row in zip(tasks, rows, strict=True)}
+    assert all(x > 0 for x in speeds.values())
+    # The back end alone does less work than the whole resynthesis around it.
+    for vocoder in ("learned", "griffin-lim"):
+        assert speeds[("vocode (mel to audio)", vocoder)] > speeds[("resynth", vocoder)]
