@@ -438,6 +438,18 @@ def test_tokens_from_another_model_refused(spectral: Tokenizer, other_model_dir:
         spectral.decode(enc)
 
 
+def test_vocoder_module_matches_what_decode_uses(spectral: Tokenizer, waveform: Tokenizer) -> None:
+    """``Tokenizer.vocoder`` hands out the back end decode runs (to score it alone); a waveform model has none."""
+    assert spectral.vocoder().name == spectral.default_vocoder
+    assert spectral.vocoder("griffin-lim").name == "griffin-lim"
+    with pytest.raises(VQAudioError, match="not available") as exc:
+        spectral.vocoder("hifigan")
+    _assert_one_line(exc)
+    with pytest.raises(VQAudioError, match="decodes audio directly") as exc:
+        waveform.vocoder()
+    _assert_one_line(exc)
+
+
 def test_tokens_from_another_family_refused(spectral: Tokenizer, waveform: Tokenizer) -> None:
     enc = waveform.encode(speech_like(0.5), SR)
     with pytest.raises(TokenFileError, match="tiny-wave") as exc:
