@@ -67,8 +67,7 @@ def export_release(
     config = codec.config
     vocoder = None
     card = dict(card or {})
-    # A run's model carries "training"; a release re-exported carries its parts' records already.
-    card.setdefault("codec_training", codec.card.get("training") or codec.card.get("codec_training", {}))
+    card.setdefault("codec_training", _training_record(codec, "codec"))
     if vocoder_dir is not None:
         voc = load_run_or_model(vocoder_dir)
         if voc.vocoder is None:
@@ -77,10 +76,15 @@ def export_release(
             raise ModelError(f"{vocoder_dir}: vocoder was trained on other mel features than the codec decodes")
         config = dataclasses.replace(config, vocoder=voc.config.vocoder)
         vocoder = voc.vocoder
-        card.setdefault("vocoder_training", voc.card.get("training") or voc.card.get("vocoder_training", {}))
+        card.setdefault("vocoder_training", _training_record(voc, "vocoder"))
     path = save_model(output, name, config, codec.codec, vocoder, card=card, half=half)
     (Path(output) / "README.md").write_text(model_card_markdown(name, card))
     return path
+
+
+def _training_record(model: LoadedModel, part: str) -> dict[str, Any]:
+    """A run's model carries its own ``training`` record; a release, re-exported, carries its parts' records."""
+    return model.card.get("training") or model.card.get(f"{part}_training", {})
 
 
 def model_card_markdown(name: str, card: dict[str, Any]) -> str:
