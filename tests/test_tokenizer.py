@@ -450,6 +450,24 @@ def test_vocoder_module_matches_what_decode_uses(spectral: Tokenizer, waveform: 
     _assert_one_line(exc)
 
 
+def test_vocode_runs_a_back_end_on_a_mel(spectral: Tokenizer) -> None:
+    """``vocode`` is mel -> audio through a named back end, in the arithmetic decode gives it, checked input."""
+    from vqaudio.spectral import log_mel
+
+    audio = torch.from_numpy(speech_like(0.5))[None]
+    voc = spectral.vocoder("learned")
+    mel = log_mel(audio, voc.mel_config)  # [1, n_mels, F]
+    with torch.inference_mode():
+        direct = voc(mel)
+    assert torch.allclose(spectral.vocode(mel, "learned"), direct, atol=1e-6)
+    assert spectral.vocode(mel[0]).shape == direct[0].shape  # unbatched in, unbatched out
+    assert spectral.vocoder_dtype("griffin-lim") == torch.float32  # never bfloat16, whatever the CPU
+    for bad, match in ((mel[:, :-1], "expected log-mel"), (mel[..., :0], "expected log-mel"), (mel * np.nan, "NaN")):
+        with pytest.raises(VQAudioError, match=match) as exc:
+            spectral.vocode(bad)
+        _assert_one_line(exc)
+
+
 def test_tokens_from_another_family_refused(spectral: Tokenizer, waveform: Tokenizer) -> None:
     enc = waveform.encode(speech_like(0.5), SR)
     with pytest.raises(TokenFileError, match="tiny-wave") as exc:

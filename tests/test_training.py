@@ -200,11 +200,10 @@ def test_vocoder_fine_tunes_on_codec_outputs(corpus: Path, tmp_path: Path) -> No
     codec_dir = Trainer(load_config(DEBUG, _overrides(corpus, steps=2)), tmp_path / "codec", progress=False).fit()
     voc_conf = RECIPES / "librispeech" / "conf" / "debug_vocoder.toml"
     first = Trainer(load_config(voc_conf, _overrides(corpus, steps=2)), tmp_path / "voc", progress=False).fit()
-    tuned = Trainer(
-        load_config(voc_conf, _overrides(corpus, steps=2, init_from=str(first), codec_model=str(codec_dir))),
-        tmp_path / "tuned",
-        progress=False,
+    overrides = _overrides(
+        corpus, steps=2, valid_every=2, init_from=str(first), codec_model=str(codec_dir), **{"loss.phase": 1.0}
     )
+    tuned = Trainer(load_config(voc_conf, overrides), tmp_path / "tuned", progress=False)
     before = load_model(first).vocoder
     assert before is not None and tuned.task.codec is not None  # type: ignore[attr-defined]
     assert all(
@@ -218,6 +217,18 @@ def test_vocoder_fine_tunes_on_codec_outputs(corpus: Path, tmp_path: Path) -> No
     assert decoded.shape == log_mel(batch.audio[:, 0], true.model.mel).shape
     assert not torch.allclose(decoded, log_mel(batch.audio[:, 0], true.model.mel))
     assert load_model(tuned.fit()).vocoder is not None
+    records = [json.loads(line) for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()]
+    # The phase term is trained on and logged; validation reports the phase distance next to the mel L1.
+    assert 0 < [r for r in records if "loss" in r][-1]["phase"] < 6
+    valid = [r["valid"] for r in records if "valid" in r]
+    assert valid and all(v["mel_l1"] > 0 and 0 < v["phase"] < 6 for v in valid)
+    # A fine-tuning stage's card says where it started and what it was trained on, not only its own steps.
+    from vqaudio.training.export import export_release
+
+    export_release(codec_dir, tmp_path / "release", "snap", vocoder_dir=tmp_path / "tuned", half=False)
+    card = (tmp_path / "release" / "README.md").read_text()
+    assert f"steps: 2, in a stage that started from the weights of {first}" in card
+    assert f"trained on the log-mel decoded by {codec_dir}" in card
     with pytest.raises(Exception, match="vocoder task only"):
         load_config(DEBUG, _overrides(corpus, codec_model=str(codec_dir)))
 

@@ -10,6 +10,9 @@ from torch import nn
 
 from vqaudio.spectral import LOG_EPS, MelConfig, STFTConfig, log_mel, stft
 
+# Below this magnitude a bin's phase is taken as undefined: it keeps the unit phasor's gradient finite.
+PHASE_EPS = 1e-4
+
 
 def masked_l1(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean ``|x - y|`` over valid positions; ``mask`` ``[B, 1, T]`` broadcasts over channels."""
@@ -56,3 +59,39 @@ class MelLoss(nn.Module):
 
     def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(log_mel(estimate.squeeze(1), self.config), log_mel(target.squeeze(1), self.config))
+
+
+class PhaseLoss(nn.Module):
+    """Phase distance between two waveforms' STFTs, after the anti-wrapping losses of APNet (Ai & Ling 2023).
+
+    Magnitude losses leave the phase to be learned only through overlap-add consistency, which is why a
+    vocoder trained on them alone sounds rough. This compares the phase itself, on three views: the phase of
+    each bin (instantaneous phase), its difference between neighbouring bins (group delay: where in the frame
+    the energy sits) and between neighbouring frames (instantaneous frequency). Each term is ``1 - cos`` of
+    the angle between unit phasors, so wrapping needs no special case, and is weighted by the target's
+    square-root magnitude: in near-silent bins the phase is noise and must not steer the model.
+    """
+
+    def __init__(self, config: STFTConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Audio ``[B, T]`` or ``[B, 1, T]`` each; returns a scalar in ``[0, 6]`` (three terms, each up to 2)."""
+        est = stft(estimate.squeeze(1), self.config)  # [B, K, F]
+        ref = stft(target.squeeze(1), self.config).detach()
+        u = est / est.abs().clamp_min(PHASE_EPS)
+        v = ref / ref.abs().clamp_min(PHASE_EPS)
+        w = ref.abs().sqrt()
+        total = estimate.new_zeros(())
+        for dim in (None, 1, 2):  # the bins themselves, across frequency, across time
+            if dim is None:
+                du, dv, dw = u, v, w
+            else:
+                n = u.shape[dim]
+                du = u.narrow(dim, 1, n - 1) * u.narrow(dim, 0, n - 1).conj()
+                dv = v.narrow(dim, 1, n - 1) * v.narrow(dim, 0, n - 1).conj()
+                dw = torch.minimum(w.narrow(dim, 1, n - 1), w.narrow(dim, 0, n - 1))
+            agreement = (du * dv.conj()).real
+            total = total + ((1.0 - agreement) * dw).sum() / dw.sum().clamp_min(1e-7)
+        return total

@@ -207,6 +207,30 @@ class Tokenizer:
             raise VQAudioError(f"{self.name} decodes audio directly; it has no vocoder")
         return found
 
+    def vocoder_dtype(self, name: str | None = None) -> torch.dtype:
+        """The arithmetic back end ``name`` runs in: the decode precision, except float32 for back ends that
+        need it (Griffin-Lim's iterations drift in bfloat16)."""
+        return self._vocoder_dtype(self.vocoder(name))
+
+    def _vocoder_dtype(self, vocoder: Vocoder) -> torch.dtype:
+        return self.decode_dtype if vocoder.low_precision_ok else torch.float32
+
+    @torch.inference_mode()
+    def vocode(self, log_mel: torch.Tensor, vocoder: str | None = None) -> torch.Tensor:
+        """Log-mel ``[B, n_mels, F]`` (or ``[n_mels, F]``) -> audio ``[B, F * hop]`` (or ``[F * hop]``) through
+        back end ``vocoder``, in the arithmetic decoding gives it. The mel is the one
+        :func:`vqaudio.spectral.log_mel` computes with ``vocoder(...).mel_config``."""
+        voc = self.vocoder(vocoder)
+        n_mels = voc.mel_config.n_mels
+        if log_mel.dim() not in (2, 3) or log_mel.shape[-2] != n_mels or log_mel.shape[-1] == 0:
+            raise VQAudioError(f"expected log-mel [B, {n_mels}, F] with F > 0, got shape {tuple(log_mel.shape)}")
+        if not torch.isfinite(log_mel).all():
+            raise VQAudioError("the log-mel holds NaN or infinite values")
+        batched = log_mel if log_mel.dim() == 3 else log_mel[None]
+        with _autocast(self._vocoder_dtype(voc)):
+            audio = voc(batched.float()).float()
+        return audio if log_mel.dim() == 3 else audio[0]
+
     @property
     def default_vocoder(self) -> str | None:
         """The model card's ``default_vocoder`` (whichever measured better), else the learned one if shipped."""
@@ -383,7 +407,7 @@ class Tokenizer:
         if vocoder is None:
             audio = out[0, 0]
         else:
-            with _autocast(self.decode_dtype if vocoder.low_precision_ok else torch.float32):
+            with _autocast(self._vocoder_dtype(vocoder)):
                 audio = vocoder(out)[0].float()
         hop = self.model.hop_length
         return audio[(f0 - g0) * hop : (f1 - g0) * hop]

@@ -58,6 +58,9 @@ class LossConfig:
     mel_l2: float = 1.0
     stft: float = 1.0  # multi-resolution STFT (audio outputs)
     mel_audio: float = 15.0  # log-mel L1 of generated audio (audio outputs)
+    # Vocoder task: phase distance (instantaneous phase, group delay, instantaneous frequency) to the real
+    # audio, on an STFT with the mel's window and hop. 0 leaves the phase to the magnitude losses.
+    phase: float = 0.0
     quantizer: float = 1.0  # commitment (+ codebook) losses
     adversarial: bool = False
     adv_weight: float = 1.0

@@ -97,5 +97,23 @@ def model_card_markdown(name: str, card: dict[str, Any]) -> str:
     for key in ("codec_training", "vocoder_training"):
         t = card.get(key) or {}
         if t:
-            lines += [f"## {key.replace('_', ' ').capitalize()}", "", f"steps: {t.get('steps')}", ""]
+            lines += [f"## {key.replace('_', ' ').capitalize()}", "", *_stage_lines(t), ""]
     return "\n".join(lines)
+
+
+def _stage_lines(record: dict[str, Any]) -> list[str]:
+    """A training record as card lines. A fine-tuning stage counts only its own steps, so say where it started:
+    otherwise "steps: 1000" reads as the whole training of a model that began from a finished one."""
+    config = record.get("config") or {}
+    steps = f"steps: {record.get('steps')}"
+    if config.get("init_from"):
+        modules = config.get("init_modules") or []
+        what = f" ({', '.join(modules)})" if modules else ""
+        steps += f", in a stage that started from the weights{what} of {config['init_from']}"
+    lines = [steps]
+    if config.get("freeze"):
+        lines.append(f"frozen: {', '.join(config['freeze'])}")
+    if config.get("codec_model"):
+        lines.append(f"trained on the log-mel decoded by {config['codec_model']}")
+    # Markdown joins adjacent lines into one paragraph; a trailing backslash keeps them apart.
+    return [line + "\\" for line in lines[:-1]] + lines[-1:]

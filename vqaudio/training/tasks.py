@@ -10,12 +10,12 @@ from torch import nn
 
 from vqaudio.data.dataset import Batch
 from vqaudio.errors import VQAudioError
-from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, masked_l1, masked_mse
+from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, PhaseLoss, masked_l1, masked_mse
 from vqaudio.models.base import CodecModel
 from vqaudio.models.builders import build_codec, build_vocoder
 from vqaudio.models.io import load_model
 from vqaudio.models.spectral import SpectralVQVAE
-from vqaudio.spectral import log_mel
+from vqaudio.spectral import STFTConfig, log_mel
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.discriminators import Discriminators, MelDiscriminators
 from vqaudio.vocoders.base import Vocoder
@@ -107,6 +107,8 @@ class VocoderTask(Task):
         self.model: Vocoder = vocoder
         self.stft_loss = MultiResolutionSTFTLoss()
         self.mel_loss = MelLoss(config.model.mel)
+        mel_stft = config.model.mel.stft
+        self.phase_loss = PhaseLoss(STFTConfig(n_fft=mel_stft.window_length, hop_length=mel_stft.hop_length))
         self.codec: CodecModel | None = None
         if config.codec_model is not None:
             loaded = load_model(config.codec_model)
@@ -135,12 +137,13 @@ class VocoderTask(Task):
         fake = model(features)[:, None, : real.shape[-1]]
         rec = self.stft_loss(fake, real)
         mel = self.mel_loss(fake, real)
-        return StepResult(
-            w.stft * rec + w.mel_audio * mel,
-            {"stft": float(rec.detach()), "mel_audio": float(mel.detach())},
-            fake,
-            real,
-        )
+        loss = w.stft * rec + w.mel_audio * mel
+        metrics = {"stft": float(rec.detach()), "mel_audio": float(mel.detach())}
+        if w.phase:
+            phase = self.phase_loss(fake, real)
+            loss = loss + w.phase * phase
+            metrics["phase"] = float(phase.detach())
+        return StepResult(loss, metrics, fake, real)
 
 
 def build_task(config: TrainConfig) -> Task:

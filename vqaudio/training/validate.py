@@ -9,7 +9,7 @@ from vqaudio.losses import masked_l1
 from vqaudio.models.base import CodecModel
 from vqaudio.spectral import log_mel
 from vqaudio.training.config import TrainConfig
-from vqaudio.training.tasks import Task
+from vqaudio.training.tasks import Task, VocoderTask
 
 
 @torch.inference_mode()
@@ -17,7 +17,8 @@ def validate(task: Task, config: TrainConfig) -> dict[str, float]:
     """Mean log-mel L1 of the model's output on up to ``max_valid_files`` validation files.
 
     For codecs it is reported at every bitrate prefix (``mel_l1@K``), which shows whether quantizer dropout
-    keeps the low bitrates useful.
+    keeps the low bitrates useful. For vocoders the phase distance of :class:`~vqaudio.losses.PhaseLoss` is
+    reported too (``phase``), whether or not it is trained on: it shows what the magnitude losses leave.
     """
     from vqaudio.training.trainer import collect_entries
 
@@ -41,5 +42,7 @@ def validate(task: Task, config: TrainConfig) -> dict[str, float]:
         else:
             wav = model(target)[:, : audio.shape[-1]]
             totals["mel_l1"] = totals.get("mel_l1", 0.0) + float(masked_l1(log_mel(wav, config.model.mel), target))
+            if isinstance(task, VocoderTask):
+                totals["phase"] = totals.get("phase", 0.0) + float(task.phase_loss(wav, audio[:, 0]))
     model.train(was_training)
     return {k: v / max(1, len(entries)) for k, v in totals.items()}
