@@ -28,7 +28,7 @@ def speech_like(seconds: float = 1.0, sample_rate: int = 16000, f0: float = 140.
     return (0.2 * x * env + 0.003 * rng.standard_normal(t.shape)).astype(np.float32)
 
 
-def tiny_config(family: str = "spectral", vocoder: bool = True) -> ModelConfig:
+def tiny_config(family: str = "spectral", vocoder: bool = True, phase: str = "direct") -> ModelConfig:
     mel = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=512, hop_length=160, win_length=400), n_mels=40)
     return ModelConfig(
         family=family,
@@ -38,13 +38,15 @@ def tiny_config(family: str = "spectral", vocoder: bool = True) -> ModelConfig:
         ),
         waveform=WaveformNetConfig(sample_rate=16000, channels=4, strides=(2, 4, 5, 8), latent_dim=16),
         rvq=RVQConfig(vq=VQConfig(dim=16, codebook_size=64, kmeans_init=False), num_codebooks=4),
-        vocoder=ISTFTVocoderConfig(channels=32, depth=2, n_fft=640) if vocoder else None,
+        vocoder=ISTFTVocoderConfig(channels=32, depth=2, n_fft=640, phase=phase) if vocoder else None,
     )
 
 
-def make_model_dir(path: Path, family: str = "spectral", name: str = "tiny", seed: int = 0) -> Path:
+def make_model_dir(
+    path: Path, family: str = "spectral", name: str = "tiny", seed: int = 0, phase: str = "direct"
+) -> Path:
     torch.manual_seed(seed)
-    config = tiny_config(family, vocoder=family == "spectral")
+    config = tiny_config(family, vocoder=family == "spectral", phase=phase)
     codec = build_codec(config).eval()
     vocoder = build_vocoder(config)
     return save_model(path, name, config, codec, vocoder, card={"training_data": "none (test model)"})

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_model_dir, speech_like, tiny_config
@@ -375,3 +376,34 @@ def test_vocoder_magnitude_prior_starts_at_the_mel_inverse(tmp_path: Path) -> No
     assert loaded is not None
     with torch.inference_mode():
         assert torch.equal(loaded(mel), audio)
+
+
+@pytest.mark.parametrize("phase", ["direct", "integrated"])
+def test_vocoder_head_renders_a_steady_tone_between_bins(phase: str) -> None:
+    """A steady input gives the same head output at every frame. Only the integrated head turns that into a
+    steady sinusoid between two bins: its phase advances by the bin's frequency plus the predicted deviation
+    each hop, so overlapping frames add up. The direct head's phase cannot advance: for a bin whose centre
+    turns by a quarter cycle per hop, its frames add up to a buzz at the frame rate instead of the tone."""
+    from vqaudio.vocoders import ISTFTVocoderConfig
+    from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
+
+    config = tiny_config("spectral", vocoder=False)
+    vocoder = ISTFTVocoder(config.mel, ISTFTVocoderConfig(channels=8, depth=0, n_fft=640, phase=phase))
+    n_bins, hop, bin_hz, k, deviation = 321, 160, 16000 / 640, 5, 0.75
+    with torch.no_grad():  # a head that ignores its input: bin k only, and a constant deviation
+        vocoder.head.weight.zero_()
+        bias = torch.full((vocoder.head.out_channels,), -30.0)
+        bias[k] = math.log(50.0)
+        bias[n_bins:] = 0.0
+        if phase == "integrated":
+            bias[n_bins + k] = deviation
+        vocoder.head.bias.copy_(bias)
+        audio = vocoder(torch.zeros(1, config.mel.n_mels, 400))[0, 8000:56000].numpy()
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.size)))
+    peak_hz = np.argmax(spectrum) * 16000 / audio.size
+    rms = [float(np.sqrt(np.mean(audio[i : i + 4000] ** 2))) for i in range(0, audio.size, 4000)]
+    assert max(rms) / min(rms) < 1.01  # steady either way: the input is
+    if phase == "integrated":
+        assert peak_hz == pytest.approx(k * bin_hz + deviation / (2 * math.pi * hop) * 16000, abs=1.0)
+    else:
+        assert peak_hz == pytest.approx(16000 / hop, abs=1.0)  # 100 Hz, not bin 5's 125 Hz

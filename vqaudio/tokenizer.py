@@ -42,6 +42,8 @@ DEFAULT_WINDOW_SECONDS = 30.0
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 AudioInput = str | os.PathLike[str] | np.ndarray | torch.Tensor
+# A decode window hands the next one a mel frame and the vocoder's running phase there ([B, K]).
+Carry = tuple[int, torch.Tensor]
 
 
 @dataclass
@@ -399,18 +401,25 @@ class Tokenizer:
             c += math.ceil(vocoder.context_frames * vocoder.hop_length / self.model.hop_length) + 1
         return c
 
-    def _decode_window(self, codes: torch.Tensor, f0: int, f1: int, vocoder: Vocoder | None, c: int) -> torch.Tensor:
-        """Audio ``[(f1 - f0) * hop]`` for code frames ``[f0, f1)`` of ``codes`` ``[K, F]``."""
+    def _decode_window(
+        self, codes: torch.Tensor, f0: int, f1: int, vocoder: Vocoder | None, c: int, carry: Carry | None
+    ) -> tuple[torch.Tensor, Carry | None]:
+        """Audio ``[(f1 - f0) * hop]`` for code frames ``[f0, f1)`` of ``codes`` ``[K, F]``, and what the window
+        starting at ``f1`` needs from this one: the vocoder's running phase at mel frame ``f1 * ratio``
+        (``carry``: that frame and phase), so a back end whose phase is summed over time continues it."""
         g0, g1 = max(0, f0 - c), min(codes.shape[1], f1 + c)
         with _autocast(self.decode_dtype):
             out = self.model.decode(codes[None, :, g0:g1].long()).float()
-        if vocoder is None:
-            audio = out[0, 0]
-        else:
-            with _autocast(self._vocoder_dtype(vocoder)):
-                audio = vocoder(out)[0].float()
         hop = self.model.hop_length
-        return audio[(f0 - g0) * hop : (f1 - g0) * hop]
+        if vocoder is None:
+            return out[0, 0, (f0 - g0) * hop : (f1 - g0) * hop], None
+        ratio = hop // vocoder.hop_length  # mel frames per code frame
+        anchor = None if carry is None else (carry[0] - g0 * ratio, carry[1])
+        probe = (f1 - g0) * ratio if f1 < codes.shape[1] else None
+        with _autocast(self._vocoder_dtype(vocoder)):
+            made = vocoder.synthesize(out, anchor, probe)
+        audio = made.audio[0].float()[(f0 - g0) * hop : (f1 - g0) * hop]
+        return audio, None if made.phase is None else (f1 * ratio, made.phase)
 
     def iter_decode(self, codes: torch.Tensor, vocoder: str | None = None) -> Iterator[torch.Tensor]:
         """Yield audio blocks ``[T_i]`` for codes ``[K, F]``, one window at a time (bounded memory)."""
@@ -425,9 +434,12 @@ class Tokenizer:
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
             raise VQAudioError(f"codes must lie in [0, {self.codebook_size}) for {self.name}")
         c = self._decode_context(voc)
+        carry: Carry | None = None
         with torch.inference_mode():
             for f0 in range(0, codes.shape[1], self.window_frames):
-                yield self._decode_window(codes, f0, min(f0 + self.window_frames, codes.shape[1]), voc, c)
+                f1 = min(f0 + self.window_frames, codes.shape[1])
+                audio, carry = self._decode_window(codes, f0, f1, voc, c, carry)
+                yield audio
 
     def _codes_and_length(
         self, codes: Encoded | TokenFile | torch.Tensor | np.ndarray, source: str | None = None

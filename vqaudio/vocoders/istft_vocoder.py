@@ -7,6 +7,13 @@ upsampling to sample rate is what makes it run hundreds of times faster than rea
 With ``magnitude_prior`` the log-magnitude is predicted as a correction to the mel's pseudo-inverse (what
 Griffin-Lim starts from) rather than from nothing: the network then spends its capacity on the phase and on
 the detail the mel projection lost, and starts out no worse than that inverse.
+
+With ``phase = "integrated"`` the phase is not predicted frame by frame but integrated over time, as a
+phase vocoder does. A sinusoid's STFT phase advances by its frequency times the hop from one frame to the
+next; a convolutional network fed a steady mel gives the same output at every frame, so a directly
+predicted phase cannot advance, and overlapping frames of a steady harmonic that lies between two bins
+cancel. The integrated head predicts each bin's deviation from its centre frequency and a per-frame
+offset; the phase is the running sum of bin frequency plus deviation, plus that offset.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from torch import nn
 from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack
 from vqaudio.errors import ConfigError
 from vqaudio.spectral import LOG_EPS, MelConfig, STFTConfig, istft, mel_inverse_on_grid
-from vqaudio.vocoders.base import Vocoder
+from vqaudio.vocoders.base import Synthesis, Vocoder
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,13 @@ class ISTFTVocoderConfig:
     kernel_size: int = 7
     n_fft: int = 640  # head STFT size; its hop is the mel hop
     magnitude_prior: bool = False  # predict log-magnitude relative to the mel basis's pseudo-inverse
+    phase: str = "direct"  # "direct": a phase per frame; "integrated": frequency deviations summed over time
 
     def __post_init__(self) -> None:
         if self.channels < 1 or self.depth < 0 or self.n_fft < 2:
             raise ConfigError("channels, depth and n_fft must be positive")
+        if self.phase not in ("direct", "integrated"):
+            raise ConfigError(f"vocoder phase must be 'direct' or 'integrated', got {self.phase!r}")
 
 
 class ISTFTVocoder(Vocoder):
@@ -51,7 +61,8 @@ class ISTFTVocoder(Vocoder):
         self.norm_in = ChannelLayerNorm(c)
         self.backbone = ConvNeXtStack(c, config.depth, config.hidden_mult, config.kernel_size)
         self.norm_out = ChannelLayerNorm(c)
-        self.head = nn.Conv1d(c, 2 * self.head_stft.n_freqs, 1)
+        n_outputs = 3 if config.phase == "integrated" else 2  # log-magnitude, phase (or deviation and offset)
+        self.head = nn.Conv1d(c, n_outputs * self.head_stft.n_freqs, 1)
         self.register_buffer("feature_mean", torch.tensor(-4.0))
         self.register_buffer("feature_std", torch.tensor(2.5))
         if config.magnitude_prior:
@@ -66,18 +77,52 @@ class ISTFTVocoder(Vocoder):
     def context_frames(self) -> int:
         return self.config.kernel_size // 2 + self.backbone.receptive_field + self.config.n_fft // self.hop_length + 1
 
-    def spectrum(self, log_mel: torch.Tensor) -> torch.Tensor:
+    def spectrum(self, log_mel: torch.Tensor, anchor: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
         """``[B, n_mels, F]`` -> the head's complex STFT ``[B, n_fft // 2 + 1, F]``."""
+        return self._spectrum(log_mel, anchor)[0]
+
+    def _spectrum(
+        self, log_mel: torch.Tensor, anchor: tuple[int, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The complex STFT and, for the integrated head, the running phase ``[B, K, F]`` inside it."""
         x = (log_mel - self.feature_mean) / self.feature_std
         x = self.backbone(self.norm_in(self.inp(x)))
-        log_mag, phase = self.head(self.norm_out(x)).float().chunk(2, dim=1)
+        out = self.head(self.norm_out(x)).float()
+        running = None
+        if self.config.phase == "integrated":
+            log_mag, deviation, offset = out.chunk(3, dim=1)
+            running = self._integrate(deviation)
+            if anchor is not None:
+                frame, value = anchor
+                running = torch.remainder(running + (value - running[..., frame])[..., None], 2 * torch.pi)
+            phase = running + offset
+        else:
+            log_mag, phase = out.chunk(2, dim=1)
         if self.config.magnitude_prior:
             with torch.autocast(log_mel.device.type, enabled=False):
                 prior = torch.matmul(self.prior, torch.exp(log_mel.float()))
             log_mag = log_mag + torch.log(prior.clamp_min(LOG_EPS))
         # Clamp before exp: an untrained head must not overflow to inf.
-        return torch.polar(torch.exp(log_mag.clamp(max=6.0)), phase)
+        return torch.polar(torch.exp(log_mag.clamp(max=6.0)), phase), running
+
+    def _integrate(self, deviation: torch.Tensor) -> torch.Tensor:
+        """Per-frame frequency deviations ``[B, K, F]`` (radians per hop) -> phase ``[B, K, F]``, zero before the
+        first frame. Bin ``k`` turns ``2 pi k hop / n_fft`` per hop: that part is exact in integers (an hour of
+        frames would lose whole radians in a float32 sum); the deviations are summed in float64."""
+        k = torch.arange(self.head_stft.n_freqs, device=deviation.device)[:, None]
+        t = torch.arange(1, deviation.shape[-1] + 1, device=deviation.device)
+        n = self.head_stft.n_fft
+        centre = (k * t * self.hop_length % n).double() * (2 * torch.pi / n)
+        drift = torch.cumsum(deviation.double(), dim=-1)
+        return torch.remainder(centre + drift, 2 * torch.pi).float()
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``[B, n_mels, F]`` -> ``[B, F * hop]``."""
         return istft(self.spectrum(log_mel), self.head_stft, log_mel.shape[-1] * self.hop_length)
+
+    def synthesize(
+        self, log_mel: torch.Tensor, anchor: tuple[int, torch.Tensor] | None = None, probe: int | None = None
+    ) -> Synthesis:
+        spec, running = self._spectrum(log_mel, anchor)
+        audio = istft(spec, self.head_stft, log_mel.shape[-1] * self.hop_length)
+        return Synthesis(audio, None if running is None or probe is None else running[..., probe])
