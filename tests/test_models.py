@@ -390,6 +390,8 @@ def test_vocoder_head_renders_a_steady_tone_between_bins(phase: str) -> None:
     config = tiny_config("spectral", vocoder=False)
     vocoder = ISTFTVocoder(config.mel, ISTFTVocoderConfig(channels=8, depth=0, n_fft=640, phase=phase))
     n_bins, hop, bin_hz, k, deviation = 321, 160, 16000 / 640, 5, 0.75
+    if phase == "integrated":  # untrained, every bin turns at its centre frequency
+        assert not vocoder.head.weight[n_bins : 2 * n_bins].any() and not vocoder.head.bias[n_bins : 2 * n_bins].any()
     with torch.no_grad():  # a head that ignores its input: bin k only, and a constant deviation
         vocoder.head.weight.zero_()
         bias = torch.full((vocoder.head.out_channels,), -30.0)
