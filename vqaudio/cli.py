@@ -352,6 +352,13 @@ def train(
         typer.echo(f"model written to {path}")
     except VQAudioError as e:
         _fail(str(e))
+    finally:
+        # Under torchrun: leave the process group before exit, or gloo's threads can abort the process at
+        # interpreter shutdown ("terminate called without an active exception") after a finished run.
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @app.command()
