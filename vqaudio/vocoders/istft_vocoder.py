@@ -126,7 +126,7 @@ class ISTFTVocoder(Vocoder):
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``[B, n_mels, F]`` -> ``[B, F * hop]``."""
-        return istft(self.spectrum(log_mel), self.head_stft, log_mel.shape[-1] * self.hop_length)
+        return self.synthesize(log_mel).audio
 
     def synthesize(
         self, log_mel: torch.Tensor, anchor: tuple[int, torch.Tensor] | None = None, probe: int | None = None
