@@ -232,6 +232,29 @@ def test_model_config_rejects_bad_values(change: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_codes_checksum_covers_what_decides_the_codes(family: str, tmp_path: Path) -> None:
+    """Equal after a save and load; blind to the decoder; changed by the encoder, a codebook or the front end."""
+    model = _model(family)
+    reference = model.codes_checksum()
+    loaded = load_model(save_model(tmp_path / "m", "tiny", tiny_config(family, vocoder=False), model)).codec
+    assert loaded is not None and loaded.codes_checksum() == reference
+    with torch.no_grad():
+        next(iter(model.decoder.parameters())).add_(1.0)
+    assert model.codes_checksum() == reference
+    for part in ("encoder", "quantizer"):  # EMA codebooks are buffers, so perturb the state, not parameters
+        other = _model(family)
+        state = [t for t in getattr(other, part).state_dict().values() if t.is_floating_point()]
+        state[0].add_(1.0)
+        assert other.codes_checksum() != reference, part
+    if family == "spectral":
+        config = tiny_config(family)
+        hop = dataclasses.replace(config.mel, stft=dataclasses.replace(config.mel.stft, hop_length=200))
+        other = build_codec(dataclasses.replace(config, mel=hop)).eval()
+        other.load_state_dict(model.state_dict())
+        assert other.codes_checksum() != model.codes_checksum()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_save_load_round_trip_is_bit_exact(family: str, tmp_path: Path) -> None:
     config = tiny_config(family, vocoder=False)
     model = _model(family)

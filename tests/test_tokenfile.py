@@ -655,6 +655,36 @@ def test_check_compatible_refuses(args: tuple[str, str, int, int], match: str) -
         check_compatible(make_header(), *args, source="tokens.vqt")
 
 
+CODES = "fedcba9876543210" * 4
+
+
+def test_codes_checksum_decides_when_both_sides_have_one() -> None:
+    """A decoder- or vocoder-only release changes the weights checksum but not the codes checksum."""
+    header = make_header(codes_checksum=CODES)
+    check_compatible(header, "speech-16k", "f" * 64, 1024, 3, codes_checksum=CODES[:16])
+    with pytest.raises(TokenFileError, match=r"codes checksum fedcba9876543210, .* its encoder or codebooks differ"):
+        check_compatible(header, "speech-16k", CHECKSUM, 1024, 3, codes_checksum="0" * 64, source="t.vqt")
+    # A file from before codes checksums, or a caller that does not know its own: the weights must match.
+    with pytest.raises(TokenFileError, match="checksum 0123456789abcdef, but the loaded"):
+        check_compatible(make_header(), "speech-16k", "f" * 64, 1024, 3, codes_checksum=CODES)
+    with pytest.raises(TokenFileError, match="checksum 0123456789abcdef, but the loaded"):
+        check_compatible(header, "speech-16k", "f" * 64, 1024, 3)
+
+
+def test_codes_checksum_is_optional_in_the_header(tmp_path: Path) -> None:
+    old = make_header()
+    assert "codes_checksum" not in old.to_json()  # an older file's header writes back unchanged
+    assert TokenHeader.from_json(old.to_json()) == old
+    new = make_header(codes_checksum=CODES)
+    codes = np.zeros((3, 50), dtype=np.int64)
+    for fmt in ("vqt", "npy", "json"):
+        path = tmp_path / f"t.{fmt}"
+        save_codes(path, codes, new, fmt=fmt)
+        assert load_codes(path).header == new
+    with pytest.raises(TokenFileError, match="'codes_checksum' must be a string"):
+        TokenHeader.from_json({**new.to_json(), "codes_checksum": 7})
+
+
 def test_errors_are_vqaudio_errors_and_one_line(tmp_path: Path) -> None:
     path = tmp_path / "x.vqt"
     path.write_bytes(b"garbage\n\n")

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from conftest import make_model_dir, speech_like
 import vqaudio.tokenizer as tokenizer_module
 from vqaudio.audio import AudioStream
 from vqaudio.errors import AudioError, TokenFileError, VQAudioError
-from vqaudio.models.io import load_model
+from vqaudio.models.io import load_model, save_model
 from vqaudio.tokenfile import FORMATS, TokenFile, load_codes, save_codes
 from vqaudio.tokenizer import Encoded, Tokenizer, load
 
@@ -450,6 +451,50 @@ def test_tokens_from_another_model_refused(spectral: Tokenizer, other_model_dir:
     _assert_one_line(exc)
     with pytest.raises(TokenFileError, match="checksum"):
         spectral.decode(enc)
+
+
+def _save_variant(src: Path, dst: Path, change: str) -> Path:
+    """``src`` saved again with one part of the codec perturbed (``"decoder"``, ``"encoder"``) or the vocoder."""
+    loaded = load_model(src)
+    assert loaded.codec is not None and loaded.vocoder is not None
+    module = loaded.vocoder if change == "vocoder" else getattr(loaded.codec, change)
+    with torch.no_grad():
+        next(iter(module.parameters())).add_(0.01)
+    return save_model(dst, loaded.name, loaded.config, loaded.codec, loaded.vocoder, card=loaded.card)
+
+
+@pytest.mark.parametrize("change", ["decoder", "vocoder"])
+def test_tokens_survive_a_new_decoder_or_vocoder(
+    spectral: Tokenizer, tiny_model_dir: Path, tmp_path: Path, change: str
+) -> None:
+    """Token files name the checksum of what decides the codes, so a release that retrains only the decoder
+    or the vocoder (the codes unchanged) decodes files written with the one before it."""
+    newer = load(_save_variant(tiny_model_dir, tmp_path / "tiny", change))
+    assert newer.checksum != spectral.checksum and newer.codes_checksum == spectral.codes_checksum
+    audio = speech_like(0.5)
+    enc = spectral.encode(audio, SR)
+    assert torch.equal(newer.encode(audio, SR).codes, enc.codes)
+    path = tmp_path / "old.vqt"
+    save_codes(path, enc.codes.numpy(), enc.header(), fmt="vqt")
+    assert load_codes(path).header.codes_checksum == spectral.codes_checksum
+    assert newer.decode(load_codes(path)).samples.shape == spectral.decode(enc).samples.shape
+    # A file from before codes checksums still needs the very same weights.
+    legacy = tmp_path / "legacy.vqt"
+    save_codes(legacy, enc.codes.numpy(), replace(enc.header(), codes_checksum=""), fmt="vqt")
+    spectral.decode(load_codes(legacy))
+    with pytest.raises(TokenFileError, match="checksum"):
+        newer.decode(load_codes(legacy))
+
+
+def test_tokens_refused_after_a_new_encoder(spectral: Tokenizer, tiny_model_dir: Path, tmp_path: Path) -> None:
+    newer = load(_save_variant(tiny_model_dir, tmp_path / "tiny", "encoder"))
+    assert newer.codes_checksum != spectral.codes_checksum
+    path = tmp_path / "old.vqt"
+    enc = spectral.encode(speech_like(0.5), SR)
+    save_codes(path, enc.codes.numpy(), enc.header(), fmt="vqt")
+    with pytest.raises(TokenFileError, match="encoder or codebooks differ") as exc:
+        newer.decode(load_codes(path))
+    _assert_one_line(exc)
 
 
 def test_vocoder_module_matches_what_decode_uses(spectral: Tokenizer, waveform: Tokenizer) -> None:

@@ -188,6 +188,7 @@ def _load_tokens(path: Path, tok_model: str | None, decode_precision: str) -> tu
                 tf.header,
                 model_id=tok.name,
                 model_checksum=tok.checksum,
+                codes_checksum=tok.codes_checksum,
                 sample_rate=tok.sample_rate,
                 frame_rate=tok.frame_rate,
             ),
@@ -261,6 +262,7 @@ def _describe_model(tok: Any) -> dict[str, Any]:
         "default_vocoder": tok.default_vocoder,
         "vocoders": list(tok.vocoders),
         "checksum": tok.checksum[:16],
+        "codes_checksum": tok.codes_checksum[:16],
         "size_mb": round(sum(f.stat().st_size for f in tok.loaded.path.iterdir()) / 1e6, 2)
         if tok.loaded.path
         else None,

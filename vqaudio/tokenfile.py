@@ -105,6 +105,10 @@ class TokenHeader:
         original_sample_rate: sample rate of the input file before resampling.
         original_channels: channel count of the input file.
         channel_handling: how input channels were mapped to the model; ``"downmix"`` is the only value.
+        codes_checksum: the model's :meth:`~vqaudio.models.base.CodecModel.codes_checksum` (encoder, codebooks
+            and analysis settings), or ``""`` in files written before it existed. When the file and the model
+            both have one, it replaces ``model_checksum`` in :func:`check_compatible`, so a new decoder or
+            vocoder for the same codes still decodes the file.
         extra: free-form JSON-serialisable metadata; readers keep it and never interpret it.
     """
 
@@ -119,6 +123,7 @@ class TokenHeader:
     original_sample_rate: int
     original_channels: int
     channel_handling: str
+    codes_checksum: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,8 +132,11 @@ class TokenHeader:
         return self.model_id == UNKNOWN_MODEL_ID
 
     def to_json(self) -> dict[str, Any]:
-        """The header as a JSON-ready dict (plain ``int``/``float``/``str``; ``extra`` copied)."""
-        return {
+        """The header as a JSON-ready dict (plain ``int``/``float``/``str``; ``extra`` copied).
+
+        ``codes_checksum`` is written only when known, so a header read from an older file writes back unchanged.
+        """
+        d = {
             "model_id": str(self.model_id),
             "model_checksum": str(self.model_checksum),
             "sample_rate": int(self.sample_rate),
@@ -142,6 +150,9 @@ class TokenHeader:
             "channel_handling": str(self.channel_handling),
             "extra": dict(self.extra),
         }
+        if self.codes_checksum:
+            d["codes_checksum"] = str(self.codes_checksum)
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TokenHeader:
@@ -154,6 +165,8 @@ class TokenHeader:
 
 
 _STR_KEYS = ("model_id", "model_checksum", "channel_handling")
+# Keys a header may lack: "codes_checksum" arrived after the first files were written.
+_OPTIONAL_KEYS = ("codes_checksum", "extra")
 _INT_KEYS = (
     "sample_rate",
     "codebook_size",
@@ -174,7 +187,7 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
     """Parse a header dict, naming ``source`` in every error."""
     if not isinstance(d, dict):
         raise TokenFileError(f"{source}: header must be a JSON object, got {type(d).__name__}")
-    missing = [f.name for f in fields(TokenHeader) if f.name != "extra" and f.name not in d]
+    missing = [f.name for f in fields(TokenHeader) if f.name not in _OPTIONAL_KEYS and f.name not in d]
     if missing:
         raise TokenFileError(f"{source}: header is missing {', '.join(repr(k) for k in missing)}")
     for key in _STR_KEYS:
@@ -189,6 +202,9 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
     extra = d.get("extra", {})
     if not isinstance(extra, dict):
         raise TokenFileError(f"{source}: header 'extra' must be a JSON object, got {extra!r}")
+    codes_checksum = d.get("codes_checksum", "")
+    if not isinstance(codes_checksum, str):
+        raise TokenFileError(f"{source}: header 'codes_checksum' must be a string, got {codes_checksum!r}")
     header = TokenHeader(
         model_id=d["model_id"],
         model_checksum=d["model_checksum"],
@@ -201,6 +217,7 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
         original_sample_rate=int(d["original_sample_rate"]),
         original_channels=int(d["original_channels"]),
         channel_handling=d["channel_handling"],
+        codes_checksum=codes_checksum,
         extra=dict(extra),
     )
     _check_header(header, source)
@@ -594,6 +611,7 @@ def check_compatible(
     codebook_size: int,
     num_codebooks: int,
     *,
+    codes_checksum: str = "",
     source: _PathLike | None = None,
 ) -> None:
     """Refuse to decode tokens with a model that did not make them.
@@ -601,11 +619,14 @@ def check_compatible(
     The file may hold fewer codebooks than the model has (a residual quantizer decodes from its first K
     codebooks, at a lower bitrate) but never more, and its codebook may not be larger than the model's.
     Checksums match when one is a prefix (at least 8 hex chars) of the other, since files may store a
-    shortened checksum.
+    shortened checksum. When both the header and the caller give a codes checksum, that one is compared and
+    the weights checksum is not: the codes mean the same thing to any decoder of the same encoder and
+    codebooks.
 
     Args:
         header: the token file's header.
         model_id, model_checksum, codebook_size, num_codebooks: the model about to decode.
+        codes_checksum: the model's codes checksum, if known.
         source: the token file's path, used in messages.
 
     Raises:
@@ -622,7 +643,14 @@ def check_compatible(
         raise TokenFileError(
             f"{name} was made by model {header.model_id} (checksum {_short(header.model_checksum)}), not {model_id}"
         )
-    if not _checksums_match(header.model_checksum, model_checksum):
+    if header.codes_checksum and codes_checksum:
+        if not _checksums_match(header.codes_checksum, codes_checksum):
+            raise TokenFileError(
+                f"{name} was made by model {header.model_id} with codes checksum {_short(header.codes_checksum)}, "
+                f"but the loaded {model_id} has codes checksum {_short(codes_checksum)}; "
+                "its encoder or codebooks differ"
+            )
+    elif not _checksums_match(header.model_checksum, model_checksum):
         raise TokenFileError(
             f"{name} was made by model {header.model_id} with checksum {_short(header.model_checksum)}, "
             f"but the loaded {model_id} has checksum {_short(model_checksum)}; its weights differ"
@@ -638,7 +666,13 @@ def check_compatible(
 
 
 def assume_model(
-    header: TokenHeader, *, model_id: str, model_checksum: str, sample_rate: int, frame_rate: float
+    header: TokenHeader,
+    *,
+    model_id: str,
+    model_checksum: str,
+    sample_rate: int,
+    frame_rate: float,
+    codes_checksum: str = "",
 ) -> TokenHeader:
     """Fill in a made-up header (codes loaded without one) with the model the user chose.
 
@@ -655,6 +689,7 @@ def assume_model(
         header,
         model_id=model_id,
         model_checksum=model_checksum,
+        codes_checksum=codes_checksum,
         sample_rate=int(sample_rate),
         frame_rate=float(frame_rate),
         original_length=round(header.num_frames * sample_rate / frame_rate),

@@ -58,6 +58,7 @@ class Encoded:
         original_sample_rate, original_channels: the input before resampling and downmixing.
         model_id, model_checksum: the model that made the codes.
         codebook_size: entries per codebook.
+        codes_checksum: the model's checksum of what decides the codes (encoder, codebooks, front end).
     """
 
     codes: torch.Tensor
@@ -69,6 +70,7 @@ class Encoded:
     model_id: str
     model_checksum: str
     codebook_size: int
+    codes_checksum: str = ""
 
     @property
     def num_codebooks(self) -> int:
@@ -95,6 +97,7 @@ class Encoded:
             original_sample_rate=self.original_sample_rate,
             original_channels=self.original_channels,
             channel_handling="downmix",
+            codes_checksum=self.codes_checksum,
         )
 
 
@@ -172,6 +175,7 @@ class Tokenizer:
         self.model = loaded.codec
         self.name = loaded.name
         self.checksum = loaded.checksum
+        self.codes_checksum = self.model.codes_checksum()
         self.window_frames = max(1, int(window_seconds * self.model.frame_rate))
         self._vocoders: dict[str, Vocoder] = {}
         if loaded.vocoder is not None:
@@ -340,6 +344,7 @@ class Tokenizer:
             model_id=self.name,
             model_checksum=self.checksum,
             codebook_size=self.codebook_size,
+            codes_checksum=self.codes_checksum,
         )
 
     @torch.inference_mode()
@@ -378,6 +383,7 @@ class Tokenizer:
                     model_id=self.name,
                     model_checksum=self.checksum,
                     codebook_size=self.codebook_size,
+                    codes_checksum=self.codes_checksum,
                 )
             )
         return out
@@ -441,18 +447,26 @@ class Tokenizer:
                 audio, carry = self._decode_window(codes, f0, f1, voc, c, carry)
                 yield audio
 
+    def check_compatible(self, header: TokenHeader, source: str | None = None) -> None:
+        """Refuse a token header this model did not make (see :func:`vqaudio.tokenfile.check_compatible`)."""
+        check_compatible(
+            header,
+            self.name,
+            self.checksum,
+            self.codebook_size,
+            self.num_codebooks,
+            codes_checksum=self.codes_checksum,
+            source=source,
+        )
+
     def _codes_and_length(
         self, codes: Encoded | TokenFile | torch.Tensor | np.ndarray, source: str | None = None
     ) -> tuple[torch.Tensor, int | None]:
         if isinstance(codes, Encoded):
-            check_compatible(
-                codes.header(), self.name, self.checksum, self.codebook_size, self.num_codebooks, source=source
-            )
+            self.check_compatible(codes.header(), source)
             return codes.codes, codes.original_length
         if isinstance(codes, TokenFile):
-            check_compatible(
-                codes.header, self.name, self.checksum, self.codebook_size, self.num_codebooks, source=source
-            )
+            self.check_compatible(codes.header, source)
             return torch.from_numpy(np.asarray(codes.codes)).long(), codes.header.original_length
         return torch.as_tensor(codes), None
 

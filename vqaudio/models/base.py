@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -73,6 +75,26 @@ class CodecModel(nn.Module, ABC):
 
     def num_frames(self, num_samples: int) -> int:
         return max(1, math.ceil(num_samples / self.hop_length))
+
+    def analysis_settings(self) -> dict[str, object]:
+        """The settings, besides weights, that decide which codes an input gets (JSON-ready)."""
+        return {"family": self.family, "sample_rate": self.sample_rate, "hop_length": self.hop_length}
+
+    def codes_checksum(self) -> str:
+        """sha256 over what decides the codes: :meth:`analysis_settings` and every tensor outside the decoder.
+
+        Token files record it, so a release that retrains only the decoder (against frozen codes) or only the
+        vocoder still decodes the token files written with the one before it. Changing the encoder, the
+        codebooks or the input normalisation changes it.
+        """
+        h = hashlib.sha256(json.dumps(self.analysis_settings(), sort_keys=True).encode())
+        for key, value in sorted(self.state_dict().items()):
+            if key.startswith("decoder."):
+                continue
+            t = value.detach().cpu().contiguous().flatten()
+            h.update(f"{key}|{t.dtype}|{tuple(value.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
 
     @abstractmethod
     def forward(

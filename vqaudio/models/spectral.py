@@ -14,7 +14,7 @@ convolutions, so every code frame owns exactly ``stride`` mel frames.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -145,6 +145,10 @@ class SpectralVQVAE(CodecModel):
     @property
     def n_mels(self) -> int:
         return self.mel_config.n_mels
+
+    def analysis_settings(self) -> dict[str, object]:
+        # The mel front end decides the codes as much as the weights do (same weights, other hop: other codes).
+        return {**super().analysis_settings(), "mel": asdict(self.mel_config)}
 
     @property
     def context_samples(self) -> int:
