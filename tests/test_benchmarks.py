@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 from conftest import speech_like
 
@@ -89,3 +90,34 @@ def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model
     # (Which row is faster is the benchmark's finding, not a test's: on a tiny model under load it can flip.)
     arithmetic = {t: row[2].strip() for t, row in zip(tasks, rows, strict=True)}
     assert arithmetic[("vocode (mel to audio)", "griffin-lim")] == "float32"
+
+
+def test_tones_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Griffin-Lim needs no training, so even on the tiny model (40 mel bands) it keeps most of a held 100 Hz
+    tone's energy, on its harmonics."""
+    out = tmp_path / "tones.md"
+    cmd = [sys.executable, str(BENCHMARKS / "tones.py"), "--model", str(tiny_model_dir), "--threads", "1"]
+    done = subprocess.run([*cmd, "--seconds", "1", "--f0", "100", "137.5", "--out", str(out)], capture_output=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    rows = [[cell.strip() for cell in row] for row in rows]
+    assert [(r[0], r[1]) for r in rows] == [(v, f) for v in ("learned", "griffin-lim") for f in ("100", "137.5")]
+    for vocoder, f0, energy, on_harmonics, mel_l1 in rows:
+        assert float(mel_l1) >= 0 and 0 <= float(on_harmonics) <= 1 and float(energy) >= 0
+        if vocoder == "griffin-lim" and f0 == "100":
+            assert 0.5 < float(energy) < 1.5 and float(on_harmonics) > 0.9
+    bad = subprocess.run([*cmd, "--seconds", "0.1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_on_harmonics_separates_a_tone_from_noise() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from tones import harmonic_tone, on_harmonics
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    tone = harmonic_tone(137.5, 1.0, 16000)
+    assert on_harmonics(tone, 137.5, 16000) > 0.95
+    assert on_harmonics(tone, 100.0, 16000) < 0.3  # the same tone against the wrong fundamental
+    noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    assert on_harmonics(noise, 137.5, 16000) < 0.2
