@@ -378,26 +378,6 @@ def test_load_refuses_config_that_does_not_match_the_weights(model_dir: Path) ->
         load_model(model_dir)
 
 
-def test_integrated_head_starts_coherent() -> None:
-    """Untrained, the integrated head gives every bin its centre frequency's phase advance, whatever the input:
-    no random deviation and no random per-frame offset, so overlapping frames add up from the first step."""
-    from vqaudio.spectral import log_mel
-    from vqaudio.vocoders import ISTFTVocoderConfig
-    from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
-
-    config = tiny_config("spectral", vocoder=False)
-    vocoder = ISTFTVocoder(config.mel, ISTFTVocoderConfig(channels=32, depth=2, n_fft=640, phase="integrated"))
-    mel = log_mel(torch.randn(1, 8000), config.mel)
-    with torch.inference_mode():
-        spec = vocoder.spectrum(mel)
-    k = torch.arange(spec.shape[1])[:, None]
-    t = torch.arange(1, spec.shape[-1] + 1)
-    turns = (k * t * config.mel.stft.hop_length % 640).double() / 640  # whole turns dropped before rounding
-    expected = torch.polar(torch.ones((), dtype=torch.float64), 2 * math.pi * turns).to(torch.complex64)
-    unit = spec / spec.abs()
-    assert torch.allclose(unit[0], expected, atol=1e-4)
-
-
 def test_vocoder_magnitude_prior_starts_at_the_mel_inverse(tmp_path: Path) -> None:
     """With magnitude_prior the untrained head's magnitude is the mel pseudo-inverse on its grid, the prior is
     rebuilt from the config rather than stored, and a saved model computes the same thing after loading."""

@@ -64,15 +64,13 @@ class ISTFTVocoder(Vocoder):
         n_outputs = 3 if config.phase == "integrated" else 2  # log-magnitude, phase (or deviation and offset)
         self.head = nn.Conv1d(c, n_outputs * self.head_stft.n_freqs, 1)
         if config.phase == "integrated":
-            # Start with no deviation and no offset: every bin turns at its centre frequency, so overlapping
-            # frames add up coherently from the first step. A random deviation would put each bin on its own
-            # random frequency, and the running sum spreads that error over every later frame; a random offset
-            # is a random phase per frame, the very incoherence this head is meant to avoid.
+            # Start with no deviation: every bin turns at its centre frequency. A random start would put each
+            # bin on its own random frequency, and the running sum spreads that error over every later frame.
             n = self.head_stft.n_freqs
             with torch.no_grad():
-                self.head.weight[n:].zero_()
+                self.head.weight[n : 2 * n].zero_()
                 assert self.head.bias is not None
-                self.head.bias[n:].zero_()
+                self.head.bias[n : 2 * n].zero_()
         self.register_buffer("feature_mean", torch.tensor(-4.0))
         self.register_buffer("feature_std", torch.tensor(2.5))
         if config.magnitude_prior:
