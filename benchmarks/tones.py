@@ -49,6 +49,8 @@ def harmonic_tone(f0: float, seconds: float, sample_rate: int, peak: float = 0.5
     """Harmonics of ``f0`` up to 4 kHz (and below Nyquist), amplitude ``1 / h``, scaled to ``peak``."""
     t = np.arange(round(seconds * sample_rate)) / sample_rate
     top = min(_TOP_HZ, 0.45 * sample_rate)
+    if not 0 < f0 <= top:
+        raise ValueError(f"f0 {f0:g} Hz must be above 0 and at most {top:g} Hz")
     x = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, int(top // f0) + 1))
     return np.asarray(peak * x / np.max(np.abs(x)), dtype=np.float32)
 
@@ -123,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    if args.seconds < 0.5 or not args.f0 or min(args.f0) <= 0:
-        print("error: --seconds must be at least 0.5 and every --f0 positive", file=sys.stderr)
+    if args.seconds < 0.5 or not args.f0 or min(args.f0) <= 0 or max(args.f0) > _TOP_HZ:
+        print(f"error: --seconds must be at least 0.5 and every --f0 in (0, {_TOP_HZ:g}] Hz", file=sys.stderr)
         return 2
     try:
         table = markdown(args.model, score_tones(args.model, args.vocoders, args.f0, args.seconds))

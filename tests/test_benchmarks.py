@@ -106,8 +106,9 @@ def test_tones_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
         assert float(mel_l1) >= 0 and 0 <= float(on_harmonics) <= 1 and float(energy) >= 0
         if vocoder == "griffin-lim" and f0 == "100":
             assert 0.5 < float(energy) < 1.5 and float(on_harmonics) > 0.9
-    bad = subprocess.run([*cmd, "--seconds", "0.1"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    for wrong in (["--seconds", "0.1"], ["--f0", "5000"], ["--f0", "0"]):
+        bad = subprocess.run([*cmd, *wrong], capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, wrong
 
 
 def test_on_harmonics_separates_a_tone_from_noise() -> None:
