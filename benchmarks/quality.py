@@ -12,8 +12,9 @@ Systems:
     codec2-3200, codec2-1200, codec2-700C, opus-6, opus-8   Debian command-line codecs
     griffin-lim-true-mel       Griffin-Lim from the original's own mel spectrogram: the ceiling of a
                                perfect mel codec followed by a Griffin-Lim back end
-    vqaudio:<model>[@K][+vocoder][%precision]   a vqaudio model with K codebooks, the named vocoder and the
-                               decoder arithmetic (auto, float32 or bfloat16; default auto, as the CLI)
+    vqaudio:<model>[@K][+vocoder][%precision][~plain]   a vqaudio model with K codebooks, the named vocoder
+                               and the decoder arithmetic (auto, float32 or bfloat16; default auto, as the
+                               CLI); ~plain skips the model's post-filter (as --no-postfilter)
     vocoder:<model>[+vocoder]  a vqaudio model's back end alone (default: the model's default one) on the
                                original's own mel, as the model analyses it: how far the back end by itself
                                is from the original, with no codec in front of it
@@ -52,7 +53,8 @@ GRIFFIN_LIM = "griffin-lim-true-mel"
 DEFAULT_SYSTEMS = [*REFERENCE_CODECS, GRIFFIN_LIM]
 _VOCODER_SYSTEM = re.compile(r"^vocoder:(?P<model>[^+]+)(?:\+(?P<vocoder>.+))?$")
 _VQAUDIO_SYSTEM = re.compile(
-    r"^vqaudio:(?P<model>[^@+%]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%]+))?(?:%(?P<precision>auto|float32|bfloat16))?$"
+    r"^vqaudio:(?P<model>[^@+%]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%~]+))?(?:%(?P<precision>auto|float32|bfloat16))?"
+    r"(?P<plain>~plain)?$"
 )
 
 # Mel analysis for the Griffin-Lim ceiling: 80 bands, 40 ms window, 10 ms hop (640 and 160 samples at 16 kHz).
@@ -124,11 +126,13 @@ def _vqaudio_system(spec: str, rate: int = RATE) -> System:
     match = _VQAUDIO_SYSTEM.match(spec)
     if match is None:
         raise VQAudioError(
-            f"{spec}: expected vqaudio:<model>[@K][+vocoder][%precision], e.g. vqaudio:speech-16k@3+learned"
+            f"{spec}: expected vqaudio:<model>[@K][+vocoder][%precision][~plain], e.g. vqaudio:speech-16k@3+learned"
         )
     import vqaudio
 
-    tokenizer = vqaudio.load(match["model"], decode_precision=match["precision"] or "auto")  # type: ignore[attr-defined]
+    tokenizer = vqaudio.load(  # type: ignore[attr-defined]
+        match["model"], decode_precision=match["precision"] or "auto", postfilter=match["plain"] is None
+    )
     options: dict[str, Any] = {}
     if match["k"] is not None:
         options["n_codebooks"] = int(match["k"])

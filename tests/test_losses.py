@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import speech_like
 
-from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, PhaseLoss, masked_l1, masked_mse
+from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, PhaseLoss, loudness_l1, masked_l1, masked_mse
 from vqaudio.spectral import MelConfig, STFTConfig
 
 
@@ -101,3 +101,24 @@ def test_masked_l1_is_the_mean_over_valid_positions() -> None:
     assert float(masked_l1(x, y, mask)) == pytest.approx(9.0 / 15.0)
     assert float(masked_mse(x, y, mask)) == pytest.approx(27.0 / 15.0)
     assert float(masked_l1(x, y)) == pytest.approx((9.0 + 21.0) / 24.0)
+
+
+def test_loudness_l1_weighs_peaks_more_and_ignores_level_and_padding() -> None:
+    torch.manual_seed(0)
+    target = torch.randn(2, 8, 20) - 4.0
+    assert float(loudness_l1(target, target)) == 0.0
+    # The same log-domain error costs more on a peak than in a valley.
+    peak, valley = target.clone(), target.clone()
+    target[0, 0, 0], target[0, 1, 0] = 0.0, -8.0
+    peak[0, 0, 0], valley[0, 1, 0] = -0.5, -8.5
+    peak[0, 1, 0], valley[0, 0, 0] = -8.0, 0.0
+    assert float(loudness_l1(peak, target)) > 10 * float(loudness_l1(valley, target))
+    # A recording 20 dB louder (log-mel + ln 10) with the same relative error scores the same.
+    est = target + 0.3 * torch.randn_like(target)
+    torch.testing.assert_close(loudness_l1(est + 2.3026, target + 2.3026), loudness_l1(est, target))
+    # Frames outside the mask do not count.
+    mask = torch.ones(2, 1, 20)
+    mask[:, :, 15:] = 0
+    spoiled = est.clone()
+    spoiled[..., 15:] += 5.0
+    torch.testing.assert_close(loudness_l1(spoiled, target, mask), loudness_l1(est, target, mask))

@@ -72,6 +72,10 @@ def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
         released = release.vocoder.state_dict()
         # Up to the fp16 rounding of the export.
         assert all(torch.allclose(v, released[k], rtol=1e-3, atol=1e-6) for k, v in gan.state_dict().items())
+        # Stage 5 fitted the post-filter on the training manifest; stage 6 also scores the plain output.
+        assert release.codec.has_postfilter and "~plain" in (exp / "results.md").read_text()
+    else:
+        assert not release.codec.has_postfilter
     assert (exp / "release" / "README.md").exists()
     assert "vqaudio:" in (exp / "results.md").read_text()
     # Idempotent: a second run skips every stage.

@@ -61,6 +61,16 @@ def test_debug_config_trains_end_to_end(corpus: Path, tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 30
 
 
+def test_loudness_term_is_trained_and_logged(corpus: Path, tmp_path: Path) -> None:
+    cfg = load_config(DEBUG, _overrides(corpus, steps=4, log_every=2, **{"loss.mel_loudness": 2.0}))
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "loss" in r]
+    assert train and all(r["mel_loudness"] > 0 for r in train)
+    # The total is the weighted sum: l1 + l2 + 2 x loudness + the quantizer's terms, so it exceeds the first three.
+    assert all(r["loss"] > r["mel_l1"] + r["mel_l2"] + 2.0 * r["mel_loudness"] - 1e-4 for r in train)
+
+
 def test_refuses_to_clobber_a_run_without_resume(corpus: Path, tmp_path: Path) -> None:
     from vqaudio.errors import VQAudioError
 

@@ -61,6 +61,13 @@ DecodePrecisionOpt = Annotated[
     Precision,
     typer.Option("--precision", help="Decoder arithmetic; auto: bfloat16 where the CPU has it natively."),
 ]
+PostFilterOpt = Annotated[
+    bool,
+    typer.Option(
+        "--postfilter/--no-postfilter",
+        help="Apply the model's spectral post-filter, if it has one (--no-postfilter: the codec's plain output).",
+    ),
+]
 VocoderOpt = Annotated[
     VocoderChoice | None, typer.Option("--vocoder", help="Back end for spectral models (default: learned).")
 ]
@@ -173,7 +180,7 @@ def tokenize(
         _fail(str(e))
 
 
-def _load_tokens(path: Path, tok_model: str | None, decode_precision: str) -> tuple[Any, Any]:
+def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postfilter: bool) -> tuple[Any, Any]:
     """Read a token file and pick the model: ``--model`` if given, else the one named in the file."""
     from vqaudio.tokenfile import assume_model, load_codes
     from vqaudio.tokenizer import load
@@ -182,7 +189,7 @@ def _load_tokens(path: Path, tok_model: str | None, decode_precision: str) -> tu
     if tf.header.is_unknown:
         if tok_model is None:
             raise VQAudioError(f"{path} does not say which model made it; pass --model")
-        tok = load(tok_model, decode_precision=decode_precision)
+        tok = load(tok_model, decode_precision=decode_precision, postfilter=postfilter)
         tf = type(tf)(
             header=assume_model(
                 tf.header,
@@ -195,7 +202,7 @@ def _load_tokens(path: Path, tok_model: str | None, decode_precision: str) -> tu
             codes=tf.codes,
         )
     else:
-        tok = load(tok_model or tf.header.model_id, decode_precision=decode_precision)
+        tok = load(tok_model or tf.header.model_id, decode_precision=decode_precision, postfilter=postfilter)
     return tf, tok
 
 
@@ -208,12 +215,13 @@ def detokenize(
     ] = None,
     vocoder: VocoderOpt = None,
     precision: DecodePrecisionOpt = Precision.auto,
+    postfilter: PostFilterOpt = True,
     force: ForceOpt = False,
 ) -> None:
     """Decode a token file back into audio."""
     try:
         _refuse_existing(output, force)
-        tf, tok = _load_tokens(tokens, model, precision.value)
+        tf, tok = _load_tokens(tokens, model, precision.value, postfilter)
         seconds = tok.decode_to_file(tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
         typer.echo(f"{tokens} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
     except VQAudioError as e:
@@ -228,6 +236,7 @@ def resynth(
     n_codebooks: NCodebooksOpt = None,
     vocoder: VocoderOpt = None,
     precision: DecodePrecisionOpt = Precision.auto,
+    postfilter: PostFilterOpt = True,
     force: ForceOpt = False,
 ) -> None:
     """Encode and decode: hear what the codec keeps (encoding in float32, as tokenize does by default)."""
@@ -237,7 +246,7 @@ def resynth(
         if output.resolve() == input.resolve():
             raise VQAudioError("output would overwrite the input; choose another name")
         _refuse_existing(output, force)
-        tok = load(model, decode_precision=precision.value)
+        tok = load(model, decode_precision=precision.value, postfilter=postfilter)
         enc = tok.encode(input, n_codebooks=n_codebooks)
         tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
         typer.echo(
@@ -261,6 +270,7 @@ def _describe_model(tok: Any) -> dict[str, Any]:
         "default_codebooks": tok.default_codebooks,
         "default_vocoder": tok.default_vocoder,
         "vocoders": list(tok.vocoders),
+        "postfilter": tok.model.net_config.postfilter if tok.model.has_postfilter else 0.0,
         "checksum": tok.checksum[:16],
         "codes_checksum": tok.codes_checksum[:16],
         "size_mb": round(sum(f.stat().st_size for f in tok.loaded.path.iterdir()) / 1e6, 2)
@@ -401,6 +411,22 @@ def export(
     ] = None,
     card: Annotated[Path | None, typer.Option("--card", help="JSON file with model-card fields.")] = None,
     half: Annotated[bool, typer.Option("--half/--full", help="Store weights as float16.")] = True,
+    postfilter: Annotated[
+        float | None,
+        typer.Option(
+            "--postfilter",
+            min=0.0,
+            max=1.0,
+            help="Spectral post-filter strength (0 removes it); its centre is fitted on --postfilter-data. "
+            "Default: keep the codec's.",
+        ),
+    ] = None,
+    postfilter_offset: Annotated[
+        float, typer.Option("--postfilter-offset", help="Log-mel above the band's centre left as is.")
+    ] = 1.0,
+    postfilter_data: Annotated[
+        Path | None, typer.Option("--postfilter-data", help="Manifest (.tsv) of training audio to fit it on.")
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Bundle a trained codec (and vocoder) into a release directory with a model card."""
@@ -409,7 +435,17 @@ def export(
 
         _refuse_existing(output / "config.json", force)
         extra = json.loads(card.read_text()) if card else {}
-        path = export_release(codec, output, name, vocoder_dir=vocoder, card=extra, half=half)
+        path = export_release(
+            codec,
+            output,
+            name,
+            vocoder_dir=vocoder,
+            card=extra,
+            half=half,
+            postfilter=postfilter,
+            postfilter_offset=postfilter_offset,
+            postfilter_data=postfilter_data,
+        )
         typer.echo(f"released {name} -> {path}")
     except (json.JSONDecodeError, OSError) as e:
         _fail(f"{card}: {e}")

@@ -31,6 +31,26 @@ def masked_mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = Non
     return (diff * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def loudness_l1(
+    log_mel: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, exponent: float = 0.5
+) -> torch.Tensor:
+    """L1 between log-mels ``[B, n_mels, F]`` compared as compressed magnitudes ``exp(exponent * log_mel)``.
+
+    A log-domain L1 lets a decoder that cannot tell where a peak is predict its median, which sits low:
+    decoded spectra come out flatter than speech. Compressed magnitude (``exponent`` 0.5 on a magnitude mel
+    is close to the power-0.3 loudness law) weighs an error in a peak more than the same error in a valley,
+    as hearing does. Each item's error is divided by its mean compressed magnitude so that loud and quiet
+    recordings count alike.
+    """
+    x = torch.exp(exponent * log_mel)
+    y = torch.exp(exponent * target)
+    m = torch.ones_like(y[:, :1]) if mask is None else mask.to(y.dtype)
+    valid = (m.sum(dim=(1, 2)) * y.shape[1]).clamp_min(1.0)
+    scale = (y * m).sum(dim=(1, 2)) / valid
+    err = ((x - y).abs() * m).sum(dim=(1, 2)) / valid
+    return (err / scale.clamp_min(1e-8)).mean()
+
+
 class MultiResolutionSTFTLoss(nn.Module):
     """Spectral convergence + log-magnitude L1, averaged over several STFT resolutions (Yamamoto et al. 2020)."""
 

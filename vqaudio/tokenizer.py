@@ -139,19 +139,23 @@ def load(
     *,
     encode_precision: str = "float32",
     decode_precision: str = "auto",
+    postfilter: bool = True,
 ) -> Tokenizer:
     """Load a shipped model by name, or a model directory by path. Never touches the network.
 
     Encoding runs in float32 by default: in bfloat16 codes near a tie flip to the neighbouring codeword, and
     codes should not depend on the machine that made them. Decoding runs in bfloat16 where the CPU has it natively
     (``auto``): faster, for a change in the output far below the codec's own error (docs/results.md measures
-    both).
+    both). ``postfilter=False`` skips the model's post-filter, if it has one, and decodes the codec's plain
+    output (the log-mel closest to the original, as training measures it).
     """
     path = Path(model)
     shipped = shipped_models()
     if path.is_dir() or str(model) in shipped:
         loaded = load_model(path if path.is_dir() else shipped[str(model)])
-        return Tokenizer(loaded, encode_precision=encode_precision, decode_precision=decode_precision)
+        return Tokenizer(
+            loaded, encode_precision=encode_precision, decode_precision=decode_precision, postfilter=postfilter
+        )
     names = ", ".join(shipped) or "none installed"
     raise ModelError(f"{model}: no such model directory or shipped model (shipped: {names})")
 
@@ -166,6 +170,7 @@ class Tokenizer:
         *,
         encode_precision: str = "float32",
         decode_precision: str = "auto",
+        postfilter: bool = True,
     ) -> None:
         if loaded.codec is None:
             raise ModelError(f"{loaded.path}: holds only a vocoder, not a codec")
@@ -173,6 +178,7 @@ class Tokenizer:
         self.decode_dtype = resolve_precision(decode_precision)
         self.loaded = loaded
         self.model = loaded.codec
+        self.postfilter = postfilter and self.model.has_postfilter
         self.name = loaded.name
         self.checksum = loaded.checksum
         self.codes_checksum = self.model.codes_checksum()
@@ -416,6 +422,8 @@ class Tokenizer:
         g0, g1 = max(0, f0 - c), min(codes.shape[1], f1 + c)
         with _autocast(self.decode_dtype):
             out = self.model.decode(codes[None, :, g0:g1].long()).float()
+        if self.postfilter:
+            out = self.model.postfilter(out)
         hop = self.model.hop_length
         if vocoder is None:
             return out[0, 0, (f0 - g0) * hop : (f1 - g0) * hop], None

@@ -10,6 +10,7 @@
 #   train_subdir   sub-folder of a corpus root that holds the training audio (empty: the whole root)
 #   dev_subdir     sub-folder of a corpus root that holds the held-out audio (when no --dev-list is given)
 #   eval_rate      optional: sample rate stage 6 scores at (default 16000; PESQ-WB always uses a 16 kHz copy)
+#   postfilter     optional: strength of the spectral post-filter stage 5 fits on the training audio
 #
 # Options: --stage N --stop-stage N --corpus DIR --dev-list FILE --dev-root DIR --dev-subdir DIR --name NAME --workdir DIR
 #          --exclude FILE (more paths to keep out of training, e.g. audio whose license does not allow it)
@@ -22,7 +23,8 @@
 #   4 vocoder    train the learned vocoder on the same features, then (with voc_ft_conf) fine-tune it on
 #                what the codec of stage 3 (3b when it runs) decodes, then (with voc_gan_conf) go on with
 #                adversarial losses
-#   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md)
+#   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md),
+#                with the post-filter fitted on data/<name>/train.tsv when postfilter is set
 #   6 evaluate   PESQ-WB/STOI/SI-SDR/mel distance/bitrate on the held-out list -> exp/<name>/results.md
 set -euo pipefail
 
@@ -127,14 +129,18 @@ fi
 
 if run_stage 5; then
     echo "stage 5: export"
+    pf=()
+    [ -n "${postfilter:-}" ] && pf=(--postfilter "$postfilter" --postfilter-data "$data/train.tsv")
     "$vqaudio" export --codec "$codec_model" --vocoder "$vocoder_model" --name "$name" \
-        --output "$exp/release" --force
+        --output "$exp/release" "${pf[@]}" --force
     done_stage 5
 fi
 
 if run_stage 6; then
     echo "stage 6: evaluation on $(wc -l < "$data/valid.list") held-out files"
     systems=("vqaudio:$exp/release@1+learned" "vqaudio:$exp/release+learned" "vqaudio:$exp/release+griffin-lim")
+    # With a post-filter, also the codec's plain output, so the table shows what the filter adds.
+    [ -n "${postfilter:-}" ] && systems+=("vqaudio:$exp/release+griffin-lim~plain")
     "$python" "$recipes_dir/../benchmarks/quality.py" --list "$data/valid.list" --root . --systems "${systems[@]}" \
         --rate "${eval_rate:-16000}" --out "$exp/results.md"
     done_stage 6

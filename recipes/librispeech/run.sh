@@ -19,6 +19,7 @@ voc_ft_conf=conf/vocoder16k_finetune.toml; voc_gan_conf=conf/vocoder16k_gan.toml
 debug_codec_conf=conf/debug.toml; debug_voc_conf=conf/debug_vocoder.toml
 debug_voc_ft_conf=conf/debug_vocoder.toml; debug_voc_gan_conf=conf/debug_vocoder_gan.toml
 min_rate=16000
+postfilter=0.15  # chosen on training utterances, not the dev list (RESULTS.md)
 default_corpus=LibriSpeech
 train_subdir=train-clean-100; dev_subdir=dev-clean
 download_cmd="import os; from vqaudio.data.download import download_librispeech as d; d(os.environ['WORK'] + '/download', ['train-clean-100', 'dev-clean'])"

@@ -114,3 +114,11 @@ class CodecModel(nn.Module, ABC):
     @abstractmethod
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, K, F]`` -> decoder output (log-mel ``[B, n_mels, F * stride]`` or audio ``[B, 1, F * hop]``)."""
+
+    @property
+    def has_postfilter(self) -> bool:
+        return False
+
+    def postfilter(self, decoded: torch.Tensor) -> torch.Tensor:
+        """What inference applies to :meth:`decode`'s output before the vocoder; training never does."""
+        return decoded

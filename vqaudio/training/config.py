@@ -56,6 +56,10 @@ class LossConfig:
 
     mel_l1: float = 1.0
     mel_l2: float = 1.0
+    # Spectral codecs: L1 on compressed mel magnitude (see ``losses.loudness_l1``); it keeps the decoded
+    # spectral peaks as high as the real ones, where the log-domain terms let them sag.
+    mel_loudness: float = 0.0
+    loudness_exponent: float = 0.5
     stft: float = 1.0  # multi-resolution STFT (audio outputs)
     mel_audio: float = 15.0  # log-mel L1 of generated audio (audio outputs)
     # Vocoder task: phase distance (instantaneous phase, group delay, instantaneous frequency) to the real

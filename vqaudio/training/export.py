@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from vqaudio.audio import load_audio
 from vqaudio.config import from_dict
-from vqaudio.errors import ModelError
-from vqaudio.models.builders import build_codec, build_vocoder
+from vqaudio.data.manifest import read_manifest
+from vqaudio.errors import ModelError, VQAudioError
+from vqaudio.models.base import CodecModel
+from vqaudio.models.builders import ModelConfig, build_codec, build_vocoder
 from vqaudio.models.io import WEIGHTS_FILE, LoadedModel, load_model, save_model, sha256_file
+from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint
 from vqaudio.training.config import TrainConfig
 
@@ -47,6 +54,56 @@ def load_run_or_model(path: str | Path) -> LoadedModel:
     )
 
 
+# A file's first minute is plenty for a per-band mean, and keeps one long recording from dominating it.
+POSTFILTER_MAX_SECONDS = 60.0
+
+
+@torch.inference_mode()
+def fit_postfilter(codec: SpectralVQVAE, files: Sequence[str | Path], n_codebooks: int | None = None) -> torch.Tensor:
+    """The post-filter's centre: the mean decoded log-mel per band ``[n_mels]`` over ``files``.
+
+    Decoded at ``n_codebooks`` (default: all), every frame counted alike, silences included: the filter
+    lifts what stands above a band's usual level in the speech the codec was trained on.
+    """
+    if not files:
+        raise VQAudioError("the post-filter needs at least one training file to fit its centre")
+    total = torch.zeros(codec.n_mels, dtype=torch.float64)
+    frames = 0
+    for f in files:
+        audio = load_audio(f, sample_rate=codec.sample_rate, mono=True).samples
+        audio = audio[:, : int(POSTFILTER_MAX_SECONDS * codec.sample_rate)]
+        n_mel = codec.mel_config.stft.num_frames(audio.shape[-1])
+        decoded = codec.decode(codec.encode(audio[None], n_codebooks=n_codebooks))[0, :, :n_mel]
+        total += decoded.double().sum(dim=-1)
+        frames += n_mel
+    return (total / frames).float()
+
+
+def with_postfilter(
+    codec: CodecModel,
+    config: ModelConfig,
+    strength: float,
+    offset: float,
+    files: Sequence[str | Path],
+    n_codebooks: int,
+) -> tuple[SpectralVQVAE, ModelConfig]:
+    """A copy of spectral ``codec`` (and its model ``config``) with a post-filter of ``strength`` fitted on
+    ``files``; ``strength`` 0 removes the post-filter."""
+    if not isinstance(codec, SpectralVQVAE):
+        raise ModelError("only spectral codecs have a post-filter")
+    net = dataclasses.replace(config.spectral, postfilter=strength, postfilter_offset=offset)
+    config = dataclasses.replace(config, spectral=net)
+    new = build_codec(config)
+    assert isinstance(new, SpectralVQVAE)
+    state = {k: v for k, v in codec.state_dict().items() if not k.startswith("decoder.postfilter.")}
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("decoder.postfilter.") for k in missing)
+    new.eval()
+    if new.decoder.postfilter is not None:
+        new.decoder.postfilter.centre.copy_(fit_postfilter(new, files, n_codebooks))
+    return new, config
+
+
 def export_release(
     codec_dir: str | Path,
     output: str | Path,
@@ -55,18 +112,35 @@ def export_release(
     vocoder_dir: str | Path | None = None,
     card: dict[str, Any] | None = None,
     half: bool = True,
+    postfilter: float | None = None,
+    postfilter_offset: float = 1.0,
+    postfilter_data: str | Path | None = None,
 ) -> Path:
     """Write ``output/config.json`` + ``output/model.safetensors`` + ``output/README.md`` (the model card).
 
     ``codec_dir`` and ``vocoder_dir`` are model directories or training run directories (latest checkpoint).
     The vocoder must have been trained on the same mel features the codec decodes to.
+
+    ``postfilter`` (a strength in [0, 1]) sets the spectral post-filter and fits its centre on the files of
+    the ``postfilter_data`` manifest, decoded at the card's ``default_codebooks``; 0 removes it; ``None``
+    keeps whatever the codec has.
     """
     codec = load_run_or_model(codec_dir)
     if codec.codec is None:
         raise ModelError(f"{codec_dir}: holds no codec")
     config = codec.config
-    vocoder = None
+    codec_module: CodecModel = codec.codec
     card = dict(card or {})
+    if postfilter is not None:
+        files: list[Path] = []
+        if postfilter:
+            if postfilter_data is None:
+                raise VQAudioError("--postfilter needs --postfilter-data (a manifest of training audio)")
+            files = [e.path for e in read_manifest(postfilter_data)]
+        k = card.get("default_codebooks")
+        n = k if isinstance(k, int) and 1 <= k <= codec_module.num_codebooks else codec_module.num_codebooks
+        codec_module, config = with_postfilter(codec_module, config, postfilter, postfilter_offset, files, n)
+    vocoder = None
     card.setdefault("codec_training", _training_record(codec, "codec"))
     if vocoder_dir is not None:
         voc = load_run_or_model(vocoder_dir)
@@ -77,7 +151,7 @@ def export_release(
         config = dataclasses.replace(config, vocoder=voc.config.vocoder)
         vocoder = voc.vocoder
         card.setdefault("vocoder_training", _training_record(voc, "vocoder"))
-    path = save_model(output, name, config, codec.codec, vocoder, card=card, half=half)
+    path = save_model(output, name, config, codec_module, vocoder, card=card, half=half)
     (Path(output) / "README.md").write_text(model_card_markdown(name, card))
     return path
 

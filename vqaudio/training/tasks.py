@@ -10,7 +10,7 @@ from torch import nn
 
 from vqaudio.data.dataset import Batch
 from vqaudio.errors import VQAudioError
-from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, PhaseLoss, masked_l1, masked_mse
+from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, PhaseLoss, loudness_l1, masked_l1, masked_mse
 from vqaudio.models.base import CodecModel
 from vqaudio.models.builders import build_codec, build_vocoder
 from vqaudio.models.io import load_model
@@ -81,6 +81,10 @@ class CodecTask(Task):
             l2 = masked_mse(out.reconstruction, out.target, out.mask)
             loss = w.mel_l1 * l1 + w.mel_l2 * l2
             metrics.update(mel_l1=float(l1.detach()), mel_l2=float(l2.detach()))
+            if w.mel_loudness:
+                loud = loudness_l1(out.reconstruction, out.target, out.mask, w.loudness_exponent)
+                loss = loss + w.mel_loudness * loud
+                metrics["mel_loudness"] = float(loud.detach())
             fake = real = None
             if w.adversarial:
                 # Normalised and masked alike, so padding looks the same on both sides.
