@@ -71,6 +71,25 @@ def test_loudness_term_is_trained_and_logged(corpus: Path, tmp_path: Path) -> No
     assert all(r["loss"] > r["mel_l1"] + r["mel_l2"] + 2.0 * r["mel_loudness"] - 1e-4 for r in train)
 
 
+def test_a_release_with_a_postfilter_starts_a_new_run(corpus: Path, tmp_path: Path) -> None:
+    """init_from a release whose decoder carries a fitted post-filter: the run takes every other weight."""
+    from vqaudio.data.manifest import scan_audio, write_manifest
+    from vqaudio.training.export import export_release
+
+    first = Trainer(load_config(DEBUG, _overrides(corpus, steps=2)), tmp_path / "first", progress=False).fit()
+    manifest = write_manifest(scan_audio([corpus], min_sample_rate=16000), tmp_path / "train.tsv")
+    export_release(first, tmp_path / "rel", "debug", half=False, postfilter=0.2, postfilter_data=manifest)
+    released = load_model(tmp_path / "rel").codec
+    assert released is not None and released.has_postfilter
+    for extra in ({}, {"init_modules": ["decoder"]}):
+        cfg = load_config(DEBUG, _overrides(corpus, steps=1, init_from=str(tmp_path / "rel"), **extra))
+        trainer = Trainer(cfg, tmp_path / f"again{len(extra)}", progress=False)
+        got = trainer.model.state_dict()
+        assert not any("postfilter" in k for k in got)
+        want = released.state_dict()
+        assert torch.equal(got["decoder.out.weight"], want["decoder.out.weight"])
+
+
 def test_refuses_to_clobber_a_run_without_resume(corpus: Path, tmp_path: Path) -> None:
     from vqaudio.errors import VQAudioError
 

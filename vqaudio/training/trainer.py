@@ -87,6 +87,17 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _is_postfilter(key: str) -> bool:
+    return key.startswith("postfilter.") or ".postfilter." in key
+
+
+def _load_except_postfilter(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``load_state_dict`` that tolerates only the post-filter's state missing; raises RuntimeError otherwise."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected or not all(_is_postfilter(k) for k in missing):
+        raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
+
+
 class Trainer:
     def __init__(
         self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
@@ -148,15 +159,21 @@ class Trainer:
         source = loaded.codec if isinstance(self.model, CodecModel) else loaded.vocoder
         if source is None:
             raise VQAudioError(f"{directory}: has no {self.config.task} weights to start from")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+        # A release's post-filter is fitted at export and used at inference only: a run neither starts from it
+        # nor needs one of its own (export fits a new one), whichever side has it.
+        state = {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in source.state_dict().items()
+            if not _is_postfilter(k)
+        }
         names = self.config.init_modules
         try:
             if not names:
-                self.model.load_state_dict(state)
+                _load_except_postfilter(self.model, state)
             for name in names:
                 prefix = name + "."
-                self._submodule(name).load_state_dict(
-                    {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                _load_except_postfilter(
+                    self._submodule(name), {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
                 )
         except RuntimeError:
             raise VQAudioError(f"{directory}: its {self.config.task} does not match this config's model") from None
