@@ -90,6 +90,8 @@ def test_reexport_keeps_removes_or_refuses(pf_model_dir: Path, tmp_path: Path) -
     assert json.loads((tmp_path / "removed" / "config.json").read_text())["model"]["spectral"]["postfilter"] == 0
     with pytest.raises(VQAudioError, match="postfilter-data"):
         export_release(pf_model_dir, tmp_path / "nodata", "tiny", half=False, postfilter=0.2)
+    with pytest.raises(VQAudioError, match="need --postfilter"):
+        export_release(pf_model_dir, tmp_path / "nostrength", "tiny", half=False, postfilter_offset=0.5)
 
 
 def test_decoding_applies_it_unless_asked_not_to(tiny_model_dir: Path, pf_model_dir: Path) -> None:

@@ -131,6 +131,8 @@ def export_release(
     config = codec.config
     codec_module: CodecModel = codec.codec
     card = dict(card or {})
+    if postfilter is None and (postfilter_data is not None or postfilter_offset != 1.0):
+        raise VQAudioError("--postfilter-data and --postfilter-offset need --postfilter (the strength to fit)")
     if postfilter is not None:
         files: list[Path] = []
         if postfilter:
