@@ -254,6 +254,16 @@ def test_codes_checksum_covers_what_decides_the_codes(family: str, tmp_path: Pat
         assert other.codes_checksum() != model.codes_checksum()
 
 
+def test_saving_the_same_weights_gives_the_same_bytes(tmp_path: Path) -> None:
+    """The weights checksum names the weights: exporting them again must not change it."""
+    config = tiny_config("spectral", vocoder=False)
+    model = _model("spectral")
+    blobs = {
+        (save_model(tmp_path / f"m{i}", "tiny", config, model) / "model.safetensors").read_bytes() for i in range(6)
+    }
+    assert len(blobs) == 1
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_save_load_round_trip_is_bit_exact(family: str, tmp_path: Path) -> None:
     config = tiny_config(family, vocoder=False)

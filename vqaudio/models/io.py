@@ -87,7 +87,9 @@ def save_model(
             if half and t.is_floating_point():
                 t = t.half()
             tensors[f"{prefix}.{key}"] = t
-    blob = save(tensors, metadata={"format": str(MODEL_FORMAT), "name": name})
+    # One metadata key: safetensors writes the metadata map in hash order, so two keys could swap places from
+    # one process to the next and the same weights would get another checksum at every export.
+    blob = save(tensors, metadata={"vqaudio": json.dumps({"format": MODEL_FORMAT, "name": name}, sort_keys=True)})
     _atomic_write_bytes(directory / WEIGHTS_FILE, blob)
     meta = {
         "format": MODEL_FORMAT,
