@@ -484,6 +484,17 @@ def test_tokens_survive_a_new_decoder_or_vocoder(
     spectral.decode(load_codes(legacy))
     with pytest.raises(TokenFileError, match="checksum"):
         newer.decode(load_codes(legacy))
+    # ... unless the newer release's card lists the older weights as making the same codes.
+    listed = load_model(tmp_path / "tiny")
+    card = {**listed.card, "compatible_checksums": ["", 7, spectral.checksum]}
+    assert listed.codec is not None
+    save_model(tmp_path / "listed", listed.name, listed.config, listed.codec, listed.vocoder, card=card)
+    accepting = load(tmp_path / "listed")
+    assert accepting.compatible_checksums == (spectral.checksum,)
+    assert accepting.decode(load_codes(legacy)).samples.shape == spectral.decode(enc).samples.shape
+    other = replace(enc.header(), codes_checksum="", model_checksum="f" * 64)
+    with pytest.raises(TokenFileError, match="weights differ"):
+        accepting.check_compatible(other)
 
 
 def test_tokens_refused_after_a_new_encoder(spectral: Tokenizer, tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import os
 import secrets
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Union
@@ -612,6 +612,7 @@ def check_compatible(
     num_codebooks: int,
     *,
     codes_checksum: str = "",
+    also_accept: Sequence[str] = (),
     source: _PathLike | None = None,
 ) -> None:
     """Refuse to decode tokens with a model that did not make them.
@@ -627,6 +628,8 @@ def check_compatible(
         header: the token file's header.
         model_id, model_checksum, codebook_size, num_codebooks: the model about to decode.
         codes_checksum: the model's codes checksum, if known.
+        also_accept: weights checksums of earlier models that made the same codes (a model card's
+            ``compatible_checksums``), accepted for a file that carries only a weights checksum.
         source: the token file's path, used in messages.
 
     Raises:
@@ -650,7 +653,7 @@ def check_compatible(
                 f"but the loaded {model_id} has codes checksum {_short(codes_checksum)}; "
                 "its encoder or codebooks differ"
             )
-    elif not _checksums_match(header.model_checksum, model_checksum):
+    elif not any(_checksums_match(header.model_checksum, c) for c in (model_checksum, *also_accept)):
         raise TokenFileError(
             f"{name} was made by model {header.model_id} with checksum {_short(header.model_checksum)}, "
             f"but the loaded {model_id} has checksum {_short(model_checksum)}; its weights differ"

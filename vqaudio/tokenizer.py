@@ -182,6 +182,11 @@ class Tokenizer:
         self.name = loaded.name
         self.checksum = loaded.checksum
         self.codes_checksum = self.model.codes_checksum()
+        # Weights of earlier releases that made the same codes, for token files older than the codes checksum.
+        listed = loaded.card.get("compatible_checksums")
+        self.compatible_checksums = (
+            tuple(c for c in listed if isinstance(c, str) and c.strip()) if isinstance(listed, list) else ()
+        )
         self.window_frames = max(1, int(window_seconds * self.model.frame_rate))
         self._vocoders: dict[str, Vocoder] = {}
         if loaded.vocoder is not None:
@@ -464,6 +469,7 @@ class Tokenizer:
             self.codebook_size,
             self.num_codebooks,
             codes_checksum=self.codes_checksum,
+            also_accept=self.compatible_checksums,
             source=source,
         )
 
