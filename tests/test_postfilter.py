@@ -156,38 +156,12 @@ def test_cli_export_info_and_no_postfilter(tiny_model_dir: Path, manifest: Path,
         assert r.exit_code == 0, r.output
         outs.append(sf.read(dst)[0])
     assert abs(outs[0] - outs[1]).max() > 1e-4
-    # Asking for a post-filter without the data to fit it: one line, non-zero exit, nothing written.
-    r = runner.invoke(
-        app,
-        [
-            "export",
-            "--codec",
-            str(tiny_model_dir),
-            "--name",
-            "tiny",
-            "-o",
-            str(tmp_path / "bad"),
-            "--postfilter",
-            "0.2",
-        ],
-    )
+    # Asking for a post-filter without the data to fit it, or of a strength out of range: one line, non-zero
+    # exit, nothing written.
+    export = ["export", "--codec", str(tiny_model_dir), "--name", "tiny", "-o", str(tmp_path / "bad")]
+    r = runner.invoke(app, [*export, "--postfilter", "0.2"])
     assert r.exit_code != 0 and "postfilter-data" in r.output and not (tmp_path / "bad").exists()
-    r = runner.invoke(
-        app,
-        [
-            "export",
-            "--codec",
-            str(tiny_model_dir),
-            "--name",
-            "tiny",
-            "-o",
-            str(tmp_path / "bad"),
-            "--postfilter",
-            "2",
-            "--postfilter-data",
-            str(manifest),
-        ],
-    )
+    r = runner.invoke(app, [*export, "--postfilter", "2", "--postfilter-data", str(manifest)])
     assert r.exit_code != 0 and not (tmp_path / "bad").exists()
 
 

@@ -122,6 +122,20 @@ class SpectralPostFilter(nn.Module):
         return log_mel + self.strength * torch.relu(excess)
 
 
+def is_postfilter_key(key: str) -> bool:
+    """Whether a state-dict key (of a codec, or of its decoder) belongs to the post-filter."""
+    return key.startswith("postfilter.") or ".postfilter." in key
+
+
+def load_state_except_postfilter(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``load_state_dict`` minus the post-filter's state, which is fitted at release and used at inference only,
+    so either side may lack it. Any other missing or unexpected key raises ``RuntimeError``."""
+    state = {k: v for k, v in state.items() if not is_postfilter_key(k)}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected or not all(is_postfilter_key(k) for k in missing):
+        raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
+
+
 class SpectralDecoder(nn.Module):
     def __init__(self, n_mels: int, cfg: SpectralNetConfig) -> None:
         super().__init__()

@@ -17,7 +17,7 @@ from vqaudio.errors import ModelError, VQAudioError
 from vqaudio.models.base import CodecModel
 from vqaudio.models.builders import ModelConfig, build_codec, build_vocoder
 from vqaudio.models.io import WEIGHTS_FILE, LoadedModel, load_model, save_model, sha256_file
-from vqaudio.models.spectral import SpectralVQVAE
+from vqaudio.models.spectral import SpectralVQVAE, load_state_except_postfilter
 from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint
 from vqaudio.training.config import TrainConfig
 
@@ -95,9 +95,7 @@ def with_postfilter(
     config = dataclasses.replace(config, spectral=net)
     new = build_codec(config)
     assert isinstance(new, SpectralVQVAE)
-    state = {k: v for k, v in codec.state_dict().items() if not k.startswith("decoder.postfilter.")}
-    missing, unexpected = new.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("decoder.postfilter.") for k in missing)
+    load_state_except_postfilter(new, codec.state_dict())
     new.eval()
     if new.decoder.postfilter is not None:
         new.decoder.postfilter.centre.copy_(fit_postfilter(new, files, n_codebooks))

@@ -31,6 +31,7 @@ from vqaudio.data.manifest import ManifestEntry, is_excluded, read_exclude_list,
 from vqaudio.errors import VQAudioError
 from vqaudio.models.base import CodecModel
 from vqaudio.models.io import load_model, save_model
+from vqaudio.models.spectral import load_state_except_postfilter
 from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.discriminators import discriminator_loss, generator_losses
@@ -85,17 +86,6 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _is_postfilter(key: str) -> bool:
-    return key.startswith("postfilter.") or ".postfilter." in key
-
-
-def _load_except_postfilter(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """``load_state_dict`` that tolerates only the post-filter's state missing; raises RuntimeError otherwise."""
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if unexpected or not all(_is_postfilter(k) for k in missing):
-        raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
 
 
 class Trainer:
@@ -159,20 +149,16 @@ class Trainer:
         source = loaded.codec if isinstance(self.model, CodecModel) else loaded.vocoder
         if source is None:
             raise VQAudioError(f"{directory}: has no {self.config.task} weights to start from")
+        state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+        names = self.config.init_modules
         # A release's post-filter is fitted at export and used at inference only: a run neither starts from it
         # nor needs one of its own (export fits a new one), whichever side has it.
-        state = {
-            k: v.float() if v.is_floating_point() else v
-            for k, v in source.state_dict().items()
-            if not _is_postfilter(k)
-        }
-        names = self.config.init_modules
         try:
             if not names:
-                _load_except_postfilter(self.model, state)
+                load_state_except_postfilter(self.model, state)
             for name in names:
                 prefix = name + "."
-                _load_except_postfilter(
+                load_state_except_postfilter(
                     self._submodule(name), {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
                 )
         except RuntimeError:
