@@ -116,6 +116,26 @@ def test_log_mel_shape_and_floor() -> None:
     assert torch.allclose(silent, torch.full_like(silent, math.log(1e-5)))
 
 
+def test_log_mel_without_autograd_matches_the_complex_modulus() -> None:
+    # Inference computes the modulus as sqrt(re^2 + im^2) on the frame-major spectrum; it must agree with
+    # the definition, log(mel_basis @ |stft|), to float32 rounding.
+    config = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=1024, hop_length=160, win_length=640), n_mels=80)
+    x = _noise(2, 16000) * 0.1
+    reference = torch.log(torch.clamp(mel_basis(config) @ stft(x, config.stft).abs(), min=1e-5))
+    with torch.inference_mode():
+        fast = log_mel(x, config)
+    assert fast.is_contiguous()
+    assert torch.allclose(fast, reference, atol=1e-5, rtol=0)
+
+
+def test_log_mel_gradient_is_finite_through_digital_silence() -> None:
+    # Zero bins have an infinite square-root gradient; the autograd path must keep abs's zero gradient there.
+    config = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=512, hop_length=160, win_length=400), n_mels=40)
+    x = torch.cat([torch.zeros(1600), _noise(1, 1600)[0]]).requires_grad_(True)
+    log_mel(x, config).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 def test_log_mel_module_accepts_channel_axis() -> None:
     config = MelConfig(stft=STFTConfig(n_fft=512, hop_length=160), n_mels=40)
     x = _noise(2, 1, 1600)
