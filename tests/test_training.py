@@ -357,6 +357,51 @@ def test_new_decoder_for_a_finished_codec_keeps_its_tokens(corpus: Path, tmp_pat
         )
 
 
+def test_smaller_encoder_distilled_into_a_finished_codec(corpus: Path, tmp_path: Path) -> None:
+    """teacher + loss.distill: a narrower encoder learns the teacher's latents while the teacher's decoder and
+    codebooks stay frozen, so its codes decode with them; the distance to the teacher's latents falls."""
+    from vqaudio.errors import ConfigError, VQAudioError
+    from vqaudio.training.export import export_release
+
+    first_dir = Trainer(load_config(DEBUG, _overrides(corpus, steps=3)), tmp_path / "first", progress=False).fit()
+    first = load_model(first_dir).codec
+    assert first is not None
+    student = {
+        "init_from": str(first_dir),
+        "init_modules": ["decoder", "quantizer"],
+        "freeze": ["decoder", "quantizer"],
+        "teacher": str(first_dir),
+        "model.spectral.channels": 16,
+        "model.spectral.decoder_channels": 32,
+        "model.spectral.encoder_depths": [0, 1],
+    }
+    cfg = load_config(DEBUG, _overrides(corpus, steps=12, log_every=1, **student, **{"loss.distill": 5.0}))
+    second = load_model(Trainer(cfg, tmp_path / "second", progress=False).fit()).codec
+    assert second is not None
+    a, b = first.state_dict(), second.state_dict()
+    kept = [k for k in a if k.startswith(("decoder.", "quantizer."))]
+    assert kept and all(torch.equal(a[k], b[k]) for k in kept)
+    assert b["encoder.inp.weight"].shape[0] == 16 != a["encoder.inp.weight"].shape[0]
+    records = [json.loads(line) for line in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
+    distill = [r["distill"] for r in records if "loss" in r]
+    assert len(distill) == 12 and sum(distill[-3:]) < 0.8 * sum(distill[:3])
+    release = export_release(tmp_path / "second", tmp_path / "release", "small", half=False)
+    card = (release.parent if release.is_file() else release) / "README.md"
+    assert f"encoder distilled from {first_dir}" in card.read_text()
+
+    with pytest.raises(ConfigError, match="needs loss.distill"):
+        load_config(DEBUG, _overrides(corpus, teacher=str(first_dir)))
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        load_config(DEBUG, _overrides(corpus, **{"loss.distill": 1.0}))
+    other = {"model.mel.n_mels": 32}
+    with pytest.raises(VQAudioError, match="input settings differ"):
+        Trainer(
+            load_config(DEBUG, _overrides(corpus, teacher=str(first_dir), **{"loss.distill": 1.0}, **other)),
+            tmp_path / "x",
+            progress=False,
+        )
+
+
 @pytest.mark.parametrize(
     "conf", sorted(RECIPES.glob("*/conf/*.toml")), ids=lambda p: f"{p.parent.parent.name}/{p.name}"
 )

@@ -24,12 +24,16 @@ class CodecOutput:
         target: the matching target, same shape.
         mask: ``[B, 1, time]`` validity of ``reconstruction``'s time axis (1 = real signal, 0 = batch padding).
         quantizer: the quantizer's output (codes ``[B, K', F]``, losses, perplexity).
+        latent: the encoder's output before quantization, ``[B, D, F]``.
+        latent_mask: ``[B, 1, F]`` validity of ``latent``'s frames.
     """
 
     reconstruction: torch.Tensor
     target: torch.Tensor
     mask: torch.Tensor
     quantizer: QuantizerOutput
+    latent: torch.Tensor
+    latent_mask: torch.Tensor
 
 
 class CodecModel(nn.Module, ABC):
@@ -95,6 +99,10 @@ class CodecModel(nn.Module, ABC):
             h.update(f"{key}|{t.dtype}|{tuple(value.shape)}|".encode())
             h.update(t.view(torch.uint8).numpy().tobytes())
         return h.hexdigest()
+
+    @abstractmethod
+    def latents(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio ``[B, 1, T]`` -> the encoder's output before quantization ``[B, D, F]`` and its mask ``[B, 1, F]``."""
 
     @abstractmethod
     def forward(

@@ -245,13 +245,16 @@ class SpectralVQVAE(CodecModel):
         z, zmask = self.encoder(self.normalize(mel), mask)
         q = self.quantizer(z, zmask, n_codebooks)
         recon = self.decoder(q.quantized)[..., : mel.shape[-1]] * self.feature_std + self.feature_mean
-        return CodecOutput(reconstruction=recon, target=mel, mask=mask, quantizer=q)
+        return CodecOutput(reconstruction=recon, target=mel, mask=mask, quantizer=q, latent=z, latent_mask=zmask)
+
+    def latents(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mel, mask = self._mel_and_mask(audio, lengths)
+        return self.encoder(self.normalize(mel), mask)
 
     def encode(
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
     ) -> torch.Tensor:
-        mel, mask = self._mel_and_mask(audio, lengths)
-        z, _ = self.encoder(self.normalize(mel), mask)
+        z, _ = self.latents(audio, lengths)
         return self.quantizer.encode(z, n_codebooks)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

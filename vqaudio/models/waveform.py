@@ -148,13 +148,23 @@ class WaveformVQVAE(CodecModel):
         x, mask = self._pad(audio, lengths)
         z, zmask = self.encoder(x, mask)
         q = self.quantizer(z, zmask, n_codebooks)
-        return CodecOutput(reconstruction=self.decoder(q.quantized) * mask, target=x, mask=mask, quantizer=q)
+        return CodecOutput(
+            reconstruction=self.decoder(q.quantized) * mask,
+            target=x,
+            mask=mask,
+            quantizer=q,
+            latent=z,
+            latent_mask=zmask,
+        )
+
+    def latents(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x, mask = self._pad(audio, lengths)
+        return self.encoder(x, mask)
 
     def encode(
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
     ) -> torch.Tensor:
-        x, mask = self._pad(audio, lengths)
-        z, _ = self.encoder(x, mask)
+        z, _ = self.latents(audio, lengths)
         return self.quantizer.encode(z, n_codebooks)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

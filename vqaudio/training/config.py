@@ -66,6 +66,8 @@ class LossConfig:
     # audio, on an STFT with the mel's window and hop. 0 leaves the phase to the magnitude losses.
     phase: float = 0.0
     quantizer: float = 1.0  # commitment (+ codebook) losses
+    # Codec task with a ``teacher``: mean squared distance of the encoder's latents to the teacher's.
+    distill: float = 0.0
     adversarial: bool = False
     adv_weight: float = 1.0
     feature_matching: float = 2.0
@@ -100,6 +102,10 @@ class TrainConfig:
     # Submodules held fixed: no gradient, and kept in eval mode so EMA codebooks do not move. Freezing the
     # encoder and quantizer of a finished codec trains a new decoder for the very same tokens.
     freeze: tuple[str, ...] = ()
+    # Codec task only: a spectral codec model directory whose encoder this run's encoder learns to imitate
+    # (``loss.distill``). With its decoder and codebooks taken over and frozen, a smaller encoder learns to
+    # pick the teacher's codes from a dense target instead of through the quantizer alone.
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("codec", "vocoder"):
@@ -108,6 +114,10 @@ class TrainConfig:
             raise ConfigError("task 'vocoder' needs a [model.vocoder] section")
         if self.codec_model is not None and self.task != "vocoder":
             raise ConfigError("codec_model applies to the vocoder task only")
+        if self.teacher is not None and self.task != "codec":
+            raise ConfigError("teacher applies to the codec task only")
+        if (self.teacher is None) != (self.loss.distill == 0.0):
+            raise ConfigError("a teacher needs loss.distill > 0, and loss.distill needs a teacher")
         if self.init_modules and self.init_from is None:
             raise ConfigError("init_modules needs init_from")
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 1:

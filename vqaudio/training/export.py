@@ -189,5 +189,7 @@ def _stage_lines(record: dict[str, Any]) -> list[str]:
         lines.append(f"frozen: {', '.join(config['freeze'])}")
     if config.get("codec_model"):
         lines.append(f"trained on the log-mel decoded by {config['codec_model']}")
+    if config.get("teacher"):
+        lines.append(f"encoder distilled from {config['teacher']}")
     # Markdown joins adjacent lines into one paragraph; a trailing backslash keeps them apart.
     return [line + "\\" for line in lines[:-1]] + lines[-1:]

@@ -61,6 +61,7 @@ class CodecTask(Task):
         # from a generator of its own, so the decoder still learns every prefix of the codebooks.
         self.draw_codebooks = "quantizer" in config.freeze and config.model.rvq.dropout > 0
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.teacher = None if config.teacher is None else load_teacher(config.teacher, self.model)
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         w = self.config.loss
@@ -93,10 +94,32 @@ class CodecTask(Task):
                 real = self.model.normalize(out.target) * out.mask
         loss = loss + w.quantizer * q.loss
         metrics["commitment"] = float(q.commitment_loss.detach())
+        if self.teacher is not None:
+            with torch.no_grad():
+                target, _ = self.teacher.latents(batch.audio, batch.lengths)
+            distill = masked_mse(out.latent, target, out.latent_mask)
+            loss = loss + w.distill * distill
+            metrics["distill"] = float(distill.detach())
         return StepResult(loss, metrics, fake, real)
 
     def discriminators(self) -> nn.Module:
         return Discriminators() if self.produces_audio else MelDiscriminators()
+
+
+def load_teacher(directory: str, student: CodecModel) -> CodecModel:
+    """The codec whose encoder a student encoder imitates: frozen, in eval mode, and reading the same input
+    the same way (family, rate, hop, features, normalisation) into latents of the same size."""
+    loaded = load_model(directory)
+    teacher = loaded.codec
+    if teacher is None:
+        raise VQAudioError(f"{directory}: has no codec to learn from")
+    if teacher.analysis_settings() != student.analysis_settings():
+        raise VQAudioError(f"{directory}: the teacher's input settings differ from this config's codec")
+    if teacher.quantizer.dim != student.quantizer.dim:
+        raise VQAudioError(
+            f"{directory}: the teacher's latents have {teacher.quantizer.dim} channels, not {student.quantizer.dim}"
+        )
+    return teacher.float().eval().requires_grad_(False)
 
 
 class VocoderTask(Task):
