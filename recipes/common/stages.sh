@@ -3,7 +3,6 @@
 #   codec_conf, voc_conf, debug_codec_conf, debug_voc_conf   configs below the recipe's conf/
 #   codec_gan_conf, debug_codec_gan_conf optional: train the codec's decoder on adversarially, tokens fixed (3b)
 #   voc_ft_conf, debug_voc_ft_conf   optional: fine-tune the vocoder on the codec's decoded mel (stage 4b)
-#   voc_gan_conf, debug_voc_gan_conf optional: then train it adversarially on the codec's decoded mel (stage 4c)
 #   min_rate       skip training files below this sample rate
 #   download_cmd   python statement that downloads the corpus into $work/download (stage 1)
 #   default_corpus where download_cmd leaves the corpus
@@ -15,20 +14,21 @@
 # Options: --stage N --stop-stage N --corpus DIR --dev-list FILE --dev-root DIR --dev-subdir DIR --name NAME --workdir DIR
 #          --exclude FILE (more paths to keep out of training, e.g. audio whose license does not allow it)
 #          --steps N --vocoder-steps N --debug
+#          --jobs N (2: train stage 3 and stage 4's first step at once, one thread each; the default on 2+ cores)
 # Stages (each writes exp/<name>/.stageN.done and is skipped when that marker exists):
 #   1 download   (skipped with --corpus)
 #   2 prepare    data/<name>/train.tsv (held-out files excluded) and data/<name>/valid.list
 #   3 codec      train the VQ-VAE, then (with codec_gan_conf) its decoder with adversarial losses, encoder and
-#                codebooks frozen
+#                codebooks frozen (with --jobs 2, alongside stage 4's first step)
 #   4 vocoder    train the learned vocoder on the same features, then (with voc_ft_conf) fine-tune it on
-#                what the codec of stage 3 (3b when it runs) decodes, then (with voc_gan_conf) go on with
-#                adversarial losses
+#                what the codec of stage 3 (3b when it runs) decodes
 #   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md),
 #                with the post-filter fitted on data/<name>/train.tsv when postfilter is set
 #   6 evaluate   PESQ-WB/STOI/SI-SDR/mel distance/bitrate on the held-out list -> exp/<name>/results.md
 set -euo pipefail
 
 stage=1; stop_stage=6; work=.; extra_exclude=""; corpus=""; dev_list=""; dev_root=""; debug=0; steps=""; voc_steps=""
+jobs=$(( $(nproc 2>/dev/null || echo 1) > 1 ? 2 : 1 ))
 vqaudio=${VQAUDIO:-vqaudio}; python=${PYTHON:-python3}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -43,6 +43,7 @@ while [ $# -gt 0 ]; do
         --workdir) work=$2; shift 2 ;;
         --steps) steps=$2; shift 2 ;;
         --vocoder-steps) voc_steps=$2; shift 2 ;;
+        --jobs) jobs=$2; shift 2 ;;
         --debug) debug=1; name=debug; shift ;;
         *) echo "unknown option $1" >&2; exit 1 ;;
     esac
@@ -50,10 +51,10 @@ done
 
 exp=$work/exp/$name; data=$work/data/$name
 mkdir -p "$exp" "$data"
-voc_ft_conf=${voc_ft_conf:-}; voc_gan_conf=${voc_gan_conf:-}; codec_gan_conf=${codec_gan_conf:-}
+voc_ft_conf=${voc_ft_conf:-}; codec_gan_conf=${codec_gan_conf:-}
 if [ "$debug" = 1 ]; then
     codec_conf=$debug_codec_conf; voc_conf=$debug_voc_conf
-    voc_ft_conf=${debug_voc_ft_conf:-}; voc_gan_conf=${debug_voc_gan_conf:-}; codec_gan_conf=${debug_codec_gan_conf:-}
+    voc_ft_conf=${debug_voc_ft_conf:-}; codec_gan_conf=${debug_codec_gan_conf:-}
 fi
 # The codec the vocoder stages learn from and stage 5 releases: stage 3b's when it runs.
 codec_model=$exp/codec/model
@@ -61,7 +62,6 @@ if [ -n "$codec_gan_conf" ]; then codec_model=$exp/codec-gan/model; fi
 # Each vocoder stage starts from the one before; the last one that runs is released.
 vocoder_model=$exp/vocoder/model
 if [ -n "$voc_ft_conf" ]; then vocoder_model=$exp/vocoder-ft/model; fi
-if [ -n "$voc_gan_conf" ]; then vocoder_model=$exp/vocoder-gan/model; fi
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && [ ! -f "$exp/.stage$1.done" ]; }
 done_stage() { touch "$exp/.stage$1.done"; echo "stage $1 done"; }
 step_args() { if [ -n "$1" ]; then echo "--steps $1"; fi; }
@@ -98,31 +98,53 @@ fi
 
 train_data=(--set "data.train=[\"$data/train.tsv\"]" --set "data.valid=[\"$data/valid.list\"]")
 
-if run_stage 3; then
+# Stage 3 trains the codec (and 3b its decoder); stage 4's first step trains the vocoder on true mel. Neither
+# needs the other, so with --jobs 2 (the default on two or more cores) they train side by side, one thread
+# each, and the vocoder's later steps, which learn from the codec's output, follow once both are done.
+codec_stage() {
+    local threads=("$@")
     echo "stage 3: training the codec ($codec_conf)"
-    "$vqaudio" train --config "$codec_conf" --out "$exp/codec" --resume --no-progress $(step_args "$steps") "${train_data[@]}"
+    "$vqaudio" train --config "$codec_conf" --out "$exp/codec" --resume --no-progress $(step_args "$steps") \
+        ${threads[@]+"${threads[@]}"} "${train_data[@]}"
     if [ -n "$codec_gan_conf" ]; then
         echo "stage 3b: adversarial training of the codec's decoder, tokens fixed ($codec_gan_conf)"
         "$vqaudio" train --config "$codec_gan_conf" --out "$exp/codec-gan" --resume --no-progress "${train_data[@]}" \
             --set "init_from=\"$exp/codec/model\""
     fi
     done_stage 3
+}
+vocoder_base() {
+    local threads=("$@")
+    echo "stage 4: training the vocoder ($voc_conf)"
+    "$vqaudio" train --config "$voc_conf" --out "$exp/vocoder" --resume --no-progress $(step_args "$voc_steps") \
+        ${threads[@]+"${threads[@]}"} "${train_data[@]}"
+}
+
+vocoder_trained=0
+if [ "$jobs" -gt 1 ] && run_stage 3 && run_stage 4; then
+    echo "stages 3 and 4: codec and vocoder side by side (stage 3's log: $exp/stage3.log)"
+    codec_stage --threads 1 > "$exp/stage3.log" 2>&1 &
+    codec_pid=$!
+    # Stop it with the script however the script ends: a failed vocoder stage must not leave the codec
+    # training on its own (its run resumes from the last checkpoint when the recipe is run again).
+    trap 'pkill -P "$codec_pid" 2>/dev/null; kill "$codec_pid" 2>/dev/null; true' EXIT
+    vocoder_base --threads 1
+    if ! wait "$codec_pid"; then
+        echo "stage 3 failed: see $exp/stage3.log" >&2
+        exit 1
+    fi
+    trap - EXIT
+    vocoder_trained=1
+elif run_stage 3; then
+    codec_stage
 fi
 
 if run_stage 4; then
-    echo "stage 4: training the vocoder ($voc_conf)"
-    "$vqaudio" train --config "$voc_conf" --out "$exp/vocoder" --resume --no-progress $(step_args "$voc_steps") "${train_data[@]}"
+    if [ "$vocoder_trained" = 0 ]; then vocoder_base; fi
     if [ -n "$voc_ft_conf" ]; then
         echo "stage 4b: fine-tuning the vocoder on the codec's output ($voc_ft_conf)"
         "$vqaudio" train --config "$voc_ft_conf" --out "$exp/vocoder-ft" --resume --no-progress "${train_data[@]}" \
             --set "init_from=\"$exp/vocoder/model\"" --set "codec_model=\"$codec_model\""
-    fi
-    if [ -n "$voc_gan_conf" ]; then
-        previous=$exp/vocoder/model
-        if [ -n "$voc_ft_conf" ]; then previous=$exp/vocoder-ft/model; fi
-        echo "stage 4c: adversarial training of the vocoder on the codec's output ($voc_gan_conf)"
-        "$vqaudio" train --config "$voc_gan_conf" --out "$exp/vocoder-gan" --resume --no-progress "${train_data[@]}" \
-            --set "init_from=\"$previous\"" --set "codec_model=\"$codec_model\""
     fi
     done_stage 4
 fi
