@@ -159,10 +159,12 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
     """
     b, n_frames, n = frames.shape
     k = -(-n // hop)
-    blocks = F.pad(frames, (0, k * hop - n)).reshape(b, n_frames, k, hop)
     out = frames.new_zeros(b, n_frames + k - 1, hop)
+    # The last block may be shorter than a hop; it is added as it is rather than after zero-padding every
+    # frame to k * hop, a copy of the whole frame tensor that Griffin-Lim would make twice per iteration.
     for j in range(k):
-        out[:, j : j + n_frames] += blocks[:, :, j]
+        width = min(hop, n - j * hop)
+        out[:, j : j + n_frames, :width] += frames[:, :, j * hop : j * hop + width]
     return out.reshape(b, -1)[:, : (n_frames - 1) * hop + n]
 
 
