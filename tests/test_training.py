@@ -389,8 +389,9 @@ def test_smaller_encoder_distilled_into_a_finished_codec(corpus: Path, tmp_path:
     card = (release.parent if release.is_file() else release) / "README.md"
     assert f"encoder distilled from {first_dir}" in card.read_text()
 
-    with pytest.raises(ConfigError, match="needs loss.distill"):
-        load_config(DEBUG, _overrides(corpus, teacher=str(first_dir)))
+    for weight in (0.0, -1.0):
+        with pytest.raises(ConfigError, match="needs loss.distill > 0"):
+            load_config(DEBUG, _overrides(corpus, teacher=str(first_dir), **{"loss.distill": weight}))
     with pytest.raises(ConfigError, match="needs a teacher"):
         load_config(DEBUG, _overrides(corpus, **{"loss.distill": 1.0}))
     other = {"model.mel.n_mels": 32}

@@ -211,19 +211,23 @@ def mel_basis(config: MelConfig) -> torch.Tensor:
     return _mel_basis(config.sample_rate, config.stft.n_fft, config.n_mels, config.f_min, config.upper_frequency)
 
 
-def _frames_magnitude(audio: torch.Tensor, config: STFTConfig) -> torch.Tensor:
-    """``[..., T]`` -> linear magnitude in frame-major layout ``[..., F, n_freqs]``.
+def fast_modulus(spec: torch.Tensor) -> torch.Tensor:
+    """``|spec|`` of a complex tensor as ``sqrt(re^2 + im^2)``, for inference only.
 
-    Without autograd the modulus is ``sqrt(re^2 + im^2)`` on the contiguous spectrum, which on a CPU costs
-    a quarter of complex ``abs`` on the transposed one (that takes a careful ``hypot`` per element and was
-    the front end's costliest step); the two agree to one float32 rounding. With autograd ``abs`` stays,
-    because the square root's gradient is infinite where a bin is exactly zero (digital silence).
+    On a CPU complex ``abs`` takes a careful ``hypot`` per element and costs several times more; the two
+    agree to a float32 rounding for any value audio produces. Not for autograd: the square root's gradient
+    is infinite where a bin is exactly zero (digital silence), where ``abs`` gives zero.
     """
+    parts = torch.view_as_real(spec)
+    return (parts[..., 0].square() + parts[..., 1].square()).sqrt_()
+
+
+def _frames_magnitude(audio: torch.Tensor, config: STFTConfig) -> torch.Tensor:
+    """``[..., T]`` -> linear magnitude in frame-major layout ``[..., F, n_freqs]``; ``abs`` under autograd."""
     spec = stft_frames(audio, config)
     if torch.is_grad_enabled() and audio.requires_grad:
         return spec.abs()
-    parts = torch.view_as_real(spec)
-    return (parts[..., 0].square() + parts[..., 1].square()).sqrt_()
+    return fast_modulus(spec)
 
 
 def magnitude(audio: torch.Tensor, config: STFTConfig) -> torch.Tensor:

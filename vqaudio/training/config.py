@@ -102,9 +102,9 @@ class TrainConfig:
     # Submodules held fixed: no gradient, and kept in eval mode so EMA codebooks do not move. Freezing the
     # encoder and quantizer of a finished codec trains a new decoder for the very same tokens.
     freeze: tuple[str, ...] = ()
-    # Codec task only: a spectral codec model directory whose encoder this run's encoder learns to imitate
-    # (``loss.distill``). With its decoder and codebooks taken over and frozen, a smaller encoder learns to
-    # pick the teacher's codes from a dense target instead of through the quantizer alone.
+    # Codec task only: a codec model directory (same family and input settings) whose encoder this run's
+    # encoder learns to imitate (``loss.distill``). With its decoder and codebooks taken over and frozen, a
+    # smaller encoder learns to pick the teacher's codes from a dense target, not through the quantizer alone.
     teacher: str | None = None
 
     def __post_init__(self) -> None:
@@ -116,8 +116,10 @@ class TrainConfig:
             raise ConfigError("codec_model applies to the vocoder task only")
         if self.teacher is not None and self.task != "codec":
             raise ConfigError("teacher applies to the codec task only")
-        if (self.teacher is None) != (self.loss.distill == 0.0):
-            raise ConfigError("a teacher needs loss.distill > 0, and loss.distill needs a teacher")
+        if self.teacher is not None and not self.loss.distill > 0:
+            raise ConfigError("a teacher needs loss.distill > 0")
+        if self.teacher is None and self.loss.distill != 0:
+            raise ConfigError("loss.distill needs a teacher")
         if self.init_modules and self.init_from is None:
             raise ConfigError("init_modules needs init_from")
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 1:
