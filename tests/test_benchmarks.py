@@ -122,3 +122,51 @@ def test_on_harmonics_separates_a_tone_from_noise() -> None:
     assert on_harmonics(tone, 100.0, 16000) < 0.3  # the same tone against the wrong fundamental
     noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
     assert on_harmonics(noise, 137.5, 16000) < 0.2
+
+
+def test_code_entropy_finds_what_a_count_model_can_predict() -> None:
+    """Codebook 1 mostly repeats its previous frame, codebook 2 copies codebook 1, codebook 3 is uniform noise:
+    each count model finds its own structure and nothing where there is none."""
+    sys.path.insert(0, str(BENCHMARKS))
+    from code_entropy import code_entropy
+
+    rng = np.random.default_rng(0)
+    size, files = 64, []
+    for _ in range(8):
+        first = [int(rng.integers(size))]
+        for _ in range(1999):
+            first.append(first[-1] if rng.random() < 0.9 else int(rng.integers(size)))
+        a = np.array(first)
+        files.append(np.stack([a, a, rng.integers(0, size, a.size)]))
+    rows = code_entropy(files, size)
+    raw = math.log2(size)
+    assert [r.codebook for r in rows] == [1, 2, 3] and all(r.used == size for r in rows)
+    assert all(abs(r.unigram - raw) < 0.1 and abs(r.entropy - raw) < 0.1 for r in rows)
+    # A repeat with probability 0.9: about 0.9 * log2(1 / 0.9) + 0.1 * log2(size / 0.1) bits, far below 6.
+    assert rows[0].previous_frame < 1.5 and rows[0].codebook_below is None
+    assert rows[1].codebook_below is not None and rows[1].codebook_below < 0.5
+    assert rows[2].previous_frame > raw - 0.1 and rows[2].codebook_below is not None
+    assert rows[2].codebook_below > raw - 0.1
+
+
+def test_code_entropy_benchmark_runs_on_a_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    for i in range(3):
+        sf.write(tmp_path / f"c{i}.wav", speech_like(1.0, 16000, f0=110 + 30 * i, seed=i), 16000)
+    (tmp_path / "list").write_text("c0.wav\nc1.wav\nc2.wav\n")
+    cmd = [sys.executable, str(BENCHMARKS / "code_entropy.py"), "--model", str(tiny_model_dir)]
+    cmd += [
+        "--list",
+        str(tmp_path / "list"),
+        "--root",
+        str(tmp_path),
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "e.md"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "e.md").read_text()
+    assert "| 1 |" in table and "codebooks:" in table
+    bad = subprocess.run([*cmd[:4], "--list", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,181 @@
+"""How far could entropy coding shrink a model's codes? Bits per code under simple count models.
+
+    python benchmarks/code_entropy.py --model speech-16k --list data/speech-16k/train.tsv --out /tmp/entropy.md
+
+A token file spends ``log2(codebook_size)`` bits on every code. An entropy coder driven by a model of the
+codes (a token prior) spends, on average, the model's cross-entropy on codes it has not seen. This script
+encodes the listed files, fits count models on most of them and measures their cross-entropy on the
+others (every m-th file for ``--held-out 1/m``, so no utterance is on both sides):
+
+    unigram        how often each entry is used
+    previous frame the entry given the same codebook's entry one frame before (bigram)
+    codebook below the entry given the previous codebook's entry in the same frame
+
+Counts are smoothed towards the unigram (add-``alpha`` with the unigram as prior), so unseen pairs cost
+a finite number of bits. A learned prior would do better than these count models, but where they find
+nothing to exploit (close to ``log2(codebook_size)`` bits), a prior has little to work with either.
+
+``--list`` is a file list (paths relative to ``--root``) or a training manifest (``.tsv`` with a ``path``
+column); ``--limit`` keeps its first N files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CodebookEntropy:
+    codebook: int
+    used: int  # entries used at least once, over all files
+    entropy: float  # plug-in unigram entropy over all files (bits)
+    unigram: float  # held-out cross-entropy (bits per code) of each model
+    previous_frame: float
+    codebook_below: float | None  # None for the first codebook
+
+
+def _unigram(counts: np.ndarray) -> np.ndarray:
+    """Add-one smoothed probabilities of ``counts`` ``[V]``."""
+    return (counts + 1.0) / (counts.sum() + counts.size)
+
+
+def unigram_cross_entropy(fit: np.ndarray, test: np.ndarray, size: int) -> float:
+    """Bits per code of ``test`` under the add-one unigram of ``fit`` (1-D integer arrays)."""
+    p = _unigram(np.bincount(fit, minlength=size).astype(np.float64))
+    return float(-np.log2(p[test]).mean())
+
+
+def conditional_cross_entropy(
+    fit: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], size: int, alpha: float = 0.1
+) -> float:
+    """Bits per code of ``test[1]`` given ``test[0]`` under counts of ``(context, code)`` pairs in ``fit``.
+
+    ``p(x | c) = (n(c, x) + alpha * size * u(x)) / (n(c) + alpha * size)``, ``u`` the add-one unigram of the
+    fitted codes: a context seen often is trusted, an unseen one falls back to the unigram.
+    """
+    context, code = fit
+    pairs = np.bincount(context * size + code, minlength=size * size).astype(np.float64).reshape(size, size)
+    prior = _unigram(np.bincount(code, minlength=size).astype(np.float64))
+    totals = pairs.sum(axis=1)
+    c, x = test
+    p = (pairs[c, x] + alpha * size * prior[x]) / (totals[c] + alpha * size)
+    return float(-np.log2(p).mean())
+
+
+def code_entropy(
+    codes: Sequence[np.ndarray], size: int, held_out: float = 0.25, alpha: float = 0.1
+) -> list[CodebookEntropy]:
+    """Per-codebook statistics of ``codes``, one ``[K, F]`` integer array per file (see the module doc)."""
+    if len(codes) < 2:
+        raise ValueError("need at least two files: count models are fitted on some and scored on the others")
+    # Every m-th file is held out, so both sides sample every corpus and speaker of a sorted list alike.
+    m = max(2, round(1 / held_out))
+    held = {i for i in range(len(codes)) if i % m == m - 1} or {len(codes) - 1}
+    fit = [c for i, c in enumerate(codes) if i not in held]
+    test = [c for i, c in enumerate(codes) if i in held]
+
+    def flat(parts: Sequence[np.ndarray], k: int) -> np.ndarray:
+        return np.concatenate([p[k] for p in parts])
+
+    def pairs(parts: Sequence[np.ndarray], k: int, below: bool) -> tuple[np.ndarray, np.ndarray]:
+        if below:  # the entry of codebook k - 1 in the same frame
+            return flat(parts, k - 1), flat(parts, k)
+        return (
+            np.concatenate([p[k, :-1] for p in parts]),
+            np.concatenate([p[k, 1:] for p in parts]),
+        )
+
+    rows = []
+    for k in range(codes[0].shape[0]):
+        every = flat(codes, k)
+        counts = np.bincount(every, minlength=size)
+        p = counts[counts > 0] / counts.sum()
+        rows.append(
+            CodebookEntropy(
+                codebook=k + 1,
+                used=int((counts > 0).sum()),
+                entropy=float(-(p * np.log2(p)).sum()),
+                unigram=unigram_cross_entropy(flat(fit, k), flat(test, k), size),
+                previous_frame=conditional_cross_entropy(pairs(fit, k, False), pairs(test, k, False), size, alpha),
+                codebook_below=(
+                    conditional_cross_entropy(pairs(fit, k, True), pairs(test, k, True), size, alpha) if k else None
+                ),
+            )
+        )
+    return rows
+
+
+def _read_list(path: Path, root: Path) -> list[Path]:
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if path.suffix == ".tsv":
+        header = lines[0].split("\t")
+        column = header.index("path")
+        return [root / line.split("\t")[column] for line in lines[1:]]
+    return [root / line.strip() for line in lines]
+
+
+def markdown(model: str, rows: Sequence[CodebookEntropy], size: int, frame_rate: float, n_files: int) -> str:
+    raw = float(np.log2(size))
+    lines = [
+        f"Codes of `{model}` on {n_files} files, bits per code ({raw:.0f} bits uncoded); cross-entropies on "
+        "the held-out files:",
+        "",
+        "| codebook | entries used | entropy | unigram | previous frame | codebook below |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        below = "-" if r.codebook_below is None else f"{r.codebook_below:.2f}"
+        lines.append(
+            f"| {r.codebook} | {r.used} | {r.entropy:.2f} | {r.unigram:.2f} | {r.previous_frame:.2f} | {below} |"
+        )
+    lines += ["", "Bitrate with the best of the three count models per codebook, or none (kbps), against uncoded:", ""]
+    best = 0.0
+    for r in rows:
+        best += min(x for x in (raw, r.unigram, r.previous_frame, r.codebook_below) if x is not None)
+        coded, uncoded = best * frame_rate / 1000, r.codebook * raw * frame_rate / 1000
+        lines.append(f"- {r.codebook} codebooks: {coded:.3f} against {uncoded:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="speech-16k")
+    p.add_argument("--list", type=Path, required=True)
+    p.add_argument("--root", type=Path, default=Path("."))
+    p.add_argument("--n-codebooks", type=int, default=None, help="codebooks to encode (default: all)")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--held-out", type=float, default=0.25, help="share of the files scored, not fitted")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None, help="write the markdown here as well")
+    args = p.parse_args(argv)
+
+    import torch
+
+    import vqaudio
+    from vqaudio.errors import VQAudioError
+
+    torch.set_num_threads(args.threads)
+    try:
+        tok = vqaudio.load(args.model)
+        files = _read_list(args.list, args.root)[: args.limit]
+        k = args.n_codebooks or tok.num_codebooks
+        codes = [tok.encode(f, n_codebooks=k).codes.numpy() for f in files]
+        rows = code_entropy(codes, tok.codebook_size, args.held_out)
+    except (VQAudioError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    text = markdown(args.model, rows, tok.codebook_size, tok.frame_rate, len(codes))
+    print(text, end="")
+    if args.out is not None:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
