@@ -87,3 +87,11 @@ def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
     # Idempotent: a second run skips every stage.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert again.returncode == 0 and "stage 3" not in again.stdout
+
+
+def test_recipe_refuses_a_bad_jobs_count(tmp_path: Path) -> None:
+    for bad in ("x", "0", ""):
+        cmd = ["bash", str(RECIPES / "librispeech" / "run.sh"), "--debug", "--corpus", str(tmp_path), "--jobs", bad]
+        done = subprocess.run([*cmd, "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 1 and done.stderr.strip().startswith("--jobs needs")
+        assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "work").exists()

@@ -49,6 +49,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+case "$jobs" in ''|*[!0-9]*|0) echo "--jobs needs a positive whole number, got '$jobs'" >&2; exit 1 ;; esac
 exp=$work/exp/$name; data=$work/data/$name
 mkdir -p "$exp" "$data"
 voc_ft_conf=${voc_ft_conf:-}; codec_gan_conf=${codec_gan_conf:-}
