@@ -15,8 +15,8 @@ Counts are smoothed towards the unigram (add-``alpha`` with the unigram as prior
 a finite number of bits. A learned prior would do better than these count models, but where they find
 nothing to exploit (close to ``log2(codebook_size)`` bits), a prior has little to work with either.
 
-``--list`` is a file list (paths relative to ``--root``) or a training manifest (``.tsv`` with a ``path``
-column); ``--limit`` keeps its first N files.
+``--list`` is a file list (paths relative to ``--root``) or a training manifest (``.tsv``, as ``vqaudio
+prepare`` writes it); ``--limit`` keeps its first N files.
 """
 
 from __future__ import annotations
@@ -112,12 +112,11 @@ def code_entropy(
 
 
 def _read_list(path: Path, root: Path) -> list[Path]:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
     if path.suffix == ".tsv":
-        header = lines[0].split("\t")
-        column = header.index("path")
-        return [root / line.split("\t")[column] for line in lines[1:]]
-    return [root / line.strip() for line in lines]
+        from vqaudio.data.manifest import read_manifest
+
+        return [entry.path for entry in read_manifest(path)]
+    return [root / line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def markdown(model: str, rows: Sequence[CodebookEntropy], size: int, frame_rate: float, n_files: int) -> str:
