@@ -59,6 +59,9 @@ def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
     assert side_by_side.exists() == (jobs == "2")
     if jobs == "2":
         assert "stage 3: training the codec" in side_by_side.read_text() and "stage 4: training" in done.stdout
+        # Stage 3b waits for both lanes and then has every thread, so it is not in the side lane's log.
+        assert "stage 3b" in done.stdout and "stage 3b" not in side_by_side.read_text()
+        assert done.stdout.index("stage 4: training") < done.stdout.index("stage 3b")
     # The speech recipe fine-tunes its vocoder on the codec's output (stage 4b) and releases that one.
     assert (exp / "vocoder-ft" / "model").is_dir() == (recipe == "librispeech")
     assert not (exp / "vocoder-gan").exists()

@@ -14,12 +14,12 @@
 # Options: --stage N --stop-stage N --corpus DIR --dev-list FILE --dev-root DIR --dev-subdir DIR --name NAME --workdir DIR
 #          --exclude FILE (more paths to keep out of training, e.g. audio whose license does not allow it)
 #          --steps N --vocoder-steps N --debug
-#          --jobs N (2: train stage 3 and stage 4's first step at once, one thread each; the default on 2+ cores)
+#          --jobs N (2: train stage 3's codec and stage 4's first step at once, one thread each; the default on 2+ cores)
 # Stages (each writes exp/<name>/.stageN.done and is skipped when that marker exists):
 #   1 download   (skipped with --corpus)
 #   2 prepare    data/<name>/train.tsv (held-out files excluded) and data/<name>/valid.list
-#   3 codec      train the VQ-VAE, then (with codec_gan_conf) its decoder with adversarial losses, encoder and
-#                codebooks frozen (with --jobs 2, alongside stage 4's first step)
+#   3 codec      train the VQ-VAE (with --jobs 2, alongside stage 4's first step), then (with codec_gan_conf)
+#                its decoder with adversarial losses, encoder and codebooks frozen
 #   4 vocoder    train the learned vocoder on the same features, then (with voc_ft_conf) fine-tune it on
 #                what the codec of stage 3 (3b when it runs) decodes
 #   5 export     bundle codec + vocoder into exp/<name>/release (config.json, model.safetensors, README.md),
@@ -101,18 +101,20 @@ train_data=(--set "data.train=[\"$data/train.tsv\"]" --set "data.valid=[\"$data/
 
 # Stage 3 trains the codec (and 3b its decoder); stage 4's first step trains the vocoder on true mel. Neither
 # needs the other, so with --jobs 2 (the default on two or more cores) they train side by side, one thread
-# each, and the vocoder's later steps, which learn from the codec's output, follow once both are done.
-codec_stage() {
+# each. Stage 3b and the vocoder's later steps follow once both are done, with every thread: 3b then has
+# the machine to itself instead of one core while the other sits idle.
+codec_base() {
     local threads=("$@")
     echo "stage 3: training the codec ($codec_conf)"
     "$vqaudio" train --config "$codec_conf" --out "$exp/codec" --resume --no-progress $(step_args "$steps") \
         ${threads[@]+"${threads[@]}"} "${train_data[@]}"
+}
+codec_gan() {
     if [ -n "$codec_gan_conf" ]; then
         echo "stage 3b: adversarial training of the codec's decoder, tokens fixed ($codec_gan_conf)"
         "$vqaudio" train --config "$codec_gan_conf" --out "$exp/codec-gan" --resume --no-progress "${train_data[@]}" \
             --set "init_from=\"$exp/codec/model\""
     fi
-    done_stage 3
 }
 vocoder_base() {
     local threads=("$@")
@@ -123,8 +125,8 @@ vocoder_base() {
 
 vocoder_trained=0
 if [ "$jobs" -gt 1 ] && run_stage 3 && run_stage 4; then
-    echo "stages 3 and 4: codec and vocoder side by side (stage 3's log: $exp/stage3.log)"
-    codec_stage --threads 1 > "$exp/stage3.log" 2>&1 &
+    echo "stages 3 and 4: codec and vocoder side by side (the codec's log: $exp/stage3.log)"
+    codec_base --threads 1 > "$exp/stage3.log" 2>&1 &
     codec_pid=$!
     # Stop it with the script however the script ends: a failed vocoder stage must not leave the codec
     # training on its own (its run resumes from the last checkpoint when the recipe is run again).
@@ -136,8 +138,12 @@ if [ "$jobs" -gt 1 ] && run_stage 3 && run_stage 4; then
     fi
     trap - EXIT
     vocoder_trained=1
+    codec_gan
+    done_stage 3
 elif run_stage 3; then
-    codec_stage
+    codec_base
+    codec_gan
+    done_stage 3
 fi
 
 if run_stage 4; then
