@@ -68,10 +68,17 @@ def conditional_cross_entropy(
     return float(-np.log2(p).mean())
 
 
+def _check_held_out(held_out: float) -> None:
+    # Every m-th file is scored, so at most half of them can be: more would leave fewer files to fit on.
+    if not 0 < held_out <= 0.5:
+        raise ValueError(f"--held-out must be in (0, 0.5], got {held_out}")
+
+
 def code_entropy(
     codes: Sequence[np.ndarray], size: int, held_out: float = 0.25, alpha: float = 0.1
 ) -> list[CodebookEntropy]:
     """Per-codebook statistics of ``codes``, one ``[K, F]`` integer array per file (see the module doc)."""
+    _check_held_out(held_out)
     if len(codes) < 2:
         raise ValueError("need at least two files: count models are fitted on some and scored on the others")
     # Every m-th file is held out, so both sides sample every corpus and speaker of a sorted list alike.
@@ -161,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     try:
+        _check_held_out(args.held_out)
         tok = vqaudio.load(args.model)
         files = _read_list(args.list, args.root)[: args.limit]
         k = args.n_codebooks or tok.num_codebooks

@@ -170,3 +170,8 @@ def test_code_entropy_benchmark_runs_on_a_model(tmp_path: Path, tiny_model_dir: 
     assert "| 1 |" in table and "codebooks:" in table
     bad = subprocess.run([*cmd[:4], "--list", str(tmp_path / "missing")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+    for share in ("0", "0.75", "-1"):
+        odd = subprocess.run([*cmd, "--held-out", share], capture_output=True, text=True)
+        assert (
+            odd.returncode == 1 and odd.stderr.strip() == f"error: --held-out must be in (0, 0.5], got {float(share)}"
+        )

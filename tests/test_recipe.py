@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,32 @@ def test_recipe_refuses_a_bad_jobs_count(tmp_path: Path) -> None:
         done = subprocess.run([*cmd, "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=30)
         assert done.returncode == 1 and done.stderr.strip().startswith("--jobs needs")
         assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("failing", ["codec", "vocoder"])
+def test_side_by_side_lanes_stop_together_when_one_fails(failing: str, tmp_path: Path) -> None:
+    """With --jobs 2, a lane that fails stops the recipe at once, and the other lane's trainer with it."""
+    fake = tmp_path / "fake-vqaudio"
+    # Stands in for `vqaudio train`: the failing lane's config exits 1, the other one sleeps as the trainer.
+    conf = "debug_vocoder.toml" if failing == "vocoder" else "debug.toml"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'case "$*" in *"conf/{conf} "*) sleep 1; exit 1 ;; esac\n'
+        f'echo $$ > "{tmp_path}/survivor.pid"; exec sleep 120\n'
+    )
+    fake.chmod(0o755)
+    cmd = ["bash", str(RECIPES / "librispeech" / "run.sh"), "--debug", "--corpus", str(tmp_path), "--jobs", "2"]
+    cmd += ["--workdir", str(tmp_path / "work"), "--stage", "3", "--stop-stage", "4"]
+    env = {**os.environ, "VQAUDIO": str(fake)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    stage = "3" if failing == "codec" else "4"
+    assert done.returncode == 1 and f"stage {stage} failed" in done.stderr
+    survivor = int((tmp_path / "survivor.pid").read_text())
+    for _ in range(50):  # the kill is sent on exit; give the process a moment to go
+        if not Path(f"/proc/{survivor}").exists():
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(survivor, 9)
+        raise AssertionError("the other lane's trainer was left running")
+    assert not (tmp_path / "work" / "exp" / "debug" / ".stage3.done").exists()

@@ -103,11 +103,14 @@ train_data=(--set "data.train=[\"$data/train.tsv\"]" --set "data.valid=[\"$data/
 # needs the other, so with --jobs 2 (the default on two or more cores) they train side by side, one thread
 # each. Stage 3b and the vocoder's later steps follow once both are done, with every thread: 3b then has
 # the machine to itself instead of one core while the other sits idle.
+# A leading "exec" argument makes the function replace its (sub)shell with the trainer, so the lane's pid is
+# the trainer's own and one kill stops it.
 codec_base() {
+    local run=(); if [ "${1:-}" = exec ]; then run=(exec); shift; fi
     local threads=("$@")
     echo "stage 3: training the codec ($codec_conf)"
-    "$vqaudio" train --config "$codec_conf" --out "$exp/codec" --resume --no-progress $(step_args "$steps") \
-        ${threads[@]+"${threads[@]}"} "${train_data[@]}"
+    ${run[@]+"${run[@]}"} "$vqaudio" train --config "$codec_conf" --out "$exp/codec" --resume --no-progress \
+        $(step_args "$steps") ${threads[@]+"${threads[@]}"} "${train_data[@]}"
 }
 codec_gan() {
     if [ -n "$codec_gan_conf" ]; then
@@ -117,25 +120,44 @@ codec_gan() {
     fi
 }
 vocoder_base() {
+    local run=(); if [ "${1:-}" = exec ]; then run=(exec); shift; fi
     local threads=("$@")
     echo "stage 4: training the vocoder ($voc_conf)"
-    "$vqaudio" train --config "$voc_conf" --out "$exp/vocoder" --resume --no-progress $(step_args "$voc_steps") \
-        ${threads[@]+"${threads[@]}"} "${train_data[@]}"
+    ${run[@]+"${run[@]}"} "$vqaudio" train --config "$voc_conf" --out "$exp/vocoder" --resume --no-progress \
+        $(step_args "$voc_steps") ${threads[@]+"${threads[@]}"} "${train_data[@]}"
 }
 
 vocoder_trained=0
-if [ "$jobs" -gt 1 ] && run_stage 3 && run_stage 4; then
+# Side by side only while both still have to train: a re-run after one lane finished gives the other
+# every thread rather than one core beside an idle one.
+if [ "$jobs" -gt 1 ] && run_stage 3 && run_stage 4 && [ ! -d "$exp/codec/model" ] && [ ! -d "$exp/vocoder/model" ]; then
     echo "stages 3 and 4: codec and vocoder side by side (the codec's log: $exp/stage3.log)"
-    codec_base --threads 1 > "$exp/stage3.log" 2>&1 &
+    codec_base exec --threads 1 >> "$exp/stage3.log" 2>&1 &
     codec_pid=$!
-    # Stop it with the script however the script ends: a failed vocoder stage must not leave the codec
-    # training on its own (its run resumes from the last checkpoint when the recipe is run again).
-    trap 'pkill -P "$codec_pid" 2>/dev/null; kill "$codec_pid" 2>/dev/null; true' EXIT
-    vocoder_base --threads 1
-    if ! wait "$codec_pid"; then
-        echo "stage 3 failed: see $exp/stage3.log" >&2
-        exit 1
-    fi
+    vocoder_base exec --threads 1 &
+    vocoder_pid=$!
+    # However the script ends (a failed lane, Ctrl-C, a kill), stop both lanes with it; each resumes from its
+    # last checkpoint when the recipe runs again. set +e: one failed kill must not skip the other.
+    trap 'set +e; kill "$codec_pid" "$vocoder_pid" 2>/dev/null; true' EXIT
+    # Poll rather than wait on one lane: the first lane to fail stops the recipe at once, not when the other
+    # finishes hours later. (bash reaps a finished lane, so kill -0 fails and wait returns its status.)
+    pending="$codec_pid $vocoder_pid"
+    while [ -n "$pending" ]; do
+        running=""
+        for pid in $pending; do
+            if kill -0 "$pid" 2>/dev/null; then running="$running $pid"; continue; fi
+            if ! wait "$pid"; then
+                if [ "$pid" = "$codec_pid" ]; then
+                    echo "stage 3 failed: see $exp/stage3.log" >&2
+                else
+                    echo "stage 4 failed: see its output above" >&2
+                fi
+                exit 1
+            fi
+        done
+        pending=${running# }
+        if [ -n "$pending" ]; then sleep 2; fi
+    done
     trap - EXIT
     vocoder_trained=1
     codec_gan
