@@ -520,16 +520,21 @@ def test_vocoder_module_matches_what_decode_uses(spectral: Tokenizer, waveform: 
     _assert_one_line(exc)
 
 
-def test_vocode_runs_a_back_end_on_a_mel(spectral: Tokenizer) -> None:
+def test_vocode_runs_a_back_end_on_a_mel(spectral: Tokenizer, tiny_model_dir: Path) -> None:
     """``vocode`` is mel -> audio through a named back end, in the arithmetic decode gives it, checked input."""
     from vqaudio.spectral import log_mel
 
     audio = torch.from_numpy(speech_like(0.5))[None]
     voc = spectral.vocoder("learned")
     mel = log_mel(audio, voc.mel_config)  # [1, n_mels, F]
-    with torch.inference_mode():
-        direct = voc(mel)
+    # In the decode arithmetic: bfloat16 on a CPU that has it natively (AVX-512 BF16 or AMX), else float32.
+    low = spectral.vocoder_dtype("learned") == torch.bfloat16
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+        direct = voc(mel).float()
     assert torch.allclose(spectral.vocode(mel, "learned"), direct, atol=1e-6)
+    exact = load(tiny_model_dir, decode_precision="float32") if low else spectral
+    with torch.inference_mode():
+        assert torch.allclose(exact.vocode(mel, "learned"), voc(mel), atol=1e-6)
     assert spectral.vocode(mel[0]).shape == direct[0].shape  # unbatched in, unbatched out
     assert spectral.vocoder_dtype("griffin-lim") == torch.float32  # never bfloat16, whatever the CPU
     for bad, match in ((mel[:, :-1], "expected log-mel"), (mel[..., :0], "expected log-mel"), (mel * np.nan, "NaN")):
