@@ -10,6 +10,8 @@
 #   dev_subdir     sub-folder of a corpus root that holds the held-out audio (when no --dev-list is given)
 #   eval_rate      optional: sample rate stage 6 scores at (default 16000; PESQ-WB always uses a 16 kHz copy)
 #   postfilter     optional: strength of the spectral post-filter stage 5 fits on the training audio
+#   release_card   optional: model-card JSON stage 5 starts from (default_codebooks, default_vocoder, ...); the
+#                  post-filter is fitted at its default_codebooks and stage 6 scores that setting
 #
 # Options: --stage N --stop-stage N --corpus DIR --dev-list FILE --dev-root DIR --dev-subdir DIR --name NAME --workdir DIR
 #          --exclude FILE (more paths to keep out of training, e.g. audio whose license does not allow it)
@@ -182,8 +184,10 @@ if run_stage 5; then
     echo "stage 5: export"
     pf=()
     [ -n "${postfilter:-}" ] && pf=(--postfilter "$postfilter" --postfilter-data "$data/train.tsv")
+    card=()
+    [ -n "${release_card:-}" ] && card=(--card "$release_card")
     "$vqaudio" export --codec "$codec_model" --vocoder "$vocoder_model" --name "$name" \
-        --output "$exp/release" "${pf[@]}" --force
+        --output "$exp/release" ${pf[@]+"${pf[@]}"} ${card[@]+"${card[@]}"} --force
     done_stage 5
 fi
 

@@ -25,4 +25,5 @@ postfilter=0.15  # chosen on training utterances, not the dev list (RESULTS.md)
 default_corpus=LibriSpeech
 train_subdir=train-clean-100; dev_subdir=dev-clean
 download_cmd="import os; from vqaudio.data.download import download_librispeech as d; d(os.environ['WORK'] + '/download', ['train-clean-100', 'dev-clean'])"
+release_card=conf/release.card.json  # default codebooks and back end of the release
 source "$recipes_dir/common/stages.sh"

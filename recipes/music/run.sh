@@ -19,4 +19,5 @@ min_rate=22050
 default_corpus=fma_small
 train_subdir=""; dev_subdir=155
 download_cmd="import os; from vqaudio.data.download import download_fma; download_fma(os.environ['WORK'] + '/download', 'fma_small')"
+release_card=conf/release.card.json  # default codebooks and back end of the release
 source "$recipes_dir/common/stages.sh"
