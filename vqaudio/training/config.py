@@ -30,10 +30,14 @@ class DataConfig:
     num_workers: int = 0
     min_sample_rate: int = 0
     cache: bool = True
+    # Speed perturbation: each crop is played at a speed drawn uniformly from this range (see CropDataset).
+    speed: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.segment_seconds <= 0 or self.batch_size < 1 or self.num_workers < 0:
             raise ConfigError("segment_seconds and batch_size must be positive, num_workers >= 0")
+        if len(self.speed) != 2 or not 0.5 <= self.speed[0] <= self.speed[1] <= 2.0:
+            raise ConfigError(f"data.speed must be [low, high] with 0.5 <= low <= high <= 2, got {list(self.speed)}")
 
 
 @dataclass(frozen=True)

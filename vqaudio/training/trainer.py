@@ -230,6 +230,7 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             cache=d.cache,
+            speed=d.speed,
         )
         remaining = (self.config.steps - self.step) * d.batch_size
         sampler = StepSampler(self.step * d.batch_size, max(0, remaining))
