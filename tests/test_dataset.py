@@ -66,6 +66,6 @@ def test_bad_speed_ranges_are_refused(tmp_path: Path) -> None:
     entry = _tone(tmp_path / "a.wav", 300.0, 1.0)
     with pytest.raises(ValueError, match="speed"):
         CropDataset([entry], SR, 4000, speed=(1.2, 1.1))
-    for bad in ((0.1, 1.1), (1.2, 1.0), (1.0, 3.0)):
+    for bad in ((0.1, 1.1), (1.2, 1.0), (1.0, 3.0), (0.9,), 1.1, "fast", (0.9, "a"), (True, 1.0)):
         with pytest.raises(ConfigError, match="data.speed"):
-            DataConfig(speed=bad)
+            DataConfig(speed=bad)  # type: ignore[arg-type]

@@ -41,7 +41,8 @@ class CropDataset(Dataset[tuple[torch.Tensor, int]]):
     ``speed`` ``(low, high)`` plays each crop at a speed factor drawn uniformly from that range (speed
     perturbation, as in Ko et al. 2015): a factor of 1.1 reads 10% more audio and resamples it into the
     crop, raising pitch and formants by 10%. With little speech from few speakers this shows the model voices
-    it has not heard, the way unseen speakers will sound; ``(1, 1)`` leaves the audio as it is.
+    it has not heard, the way unseen speakers will sound; ``(1, 1)`` leaves the audio as it is. A factor
+    below 1 leaves the band above ``factor * sample_rate / 2`` empty: resampling cannot restore it.
     """
 
     def __init__(

@@ -36,8 +36,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.segment_seconds <= 0 or self.batch_size < 1 or self.num_workers < 0:
             raise ConfigError("segment_seconds and batch_size must be positive, num_workers >= 0")
-        if len(self.speed) != 2 or not 0.5 <= self.speed[0] <= self.speed[1] <= 2.0:
-            raise ConfigError(f"data.speed must be [low, high] with 0.5 <= low <= high <= 2, got {list(self.speed)}")
+        speed = self.speed
+        numbers = isinstance(speed, (tuple, list)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in speed
+        )
+        if not (numbers and len(speed) == 2 and 0.5 <= speed[0] <= speed[1] <= 2.0):
+            raise ConfigError(f"data.speed must be [low, high] with 0.5 <= low <= high <= 2, got {speed!r}")
 
 
 @dataclass(frozen=True)
