@@ -11,7 +11,7 @@ import soundfile as sf
 from vqaudio.data.dataset import CropDataset
 from vqaudio.data.manifest import ManifestEntry
 from vqaudio.errors import ConfigError
-from vqaudio.training.config import DataConfig
+from vqaudio.training.config import DataConfig, load_config
 
 SR = 16000
 
@@ -48,11 +48,28 @@ def test_speed_range_is_deterministic_per_index_and_varies(tmp_path: Path) -> No
 
 
 def test_no_speed_range_gives_the_unperturbed_crops(tmp_path: Path) -> None:
-    # (1, 1) must not draw from the generator: runs without the option replay the crops they always did.
-    entry = _tone(tmp_path / "a.wav", 300.0, 2.0)
-    plain, same = CropDataset([entry], SR, 4000, seed=1), CropDataset([entry], SR, 4000, seed=1, speed=(1.0, 1.0))
+    # Runs without the option must replay the crops they always drew: the generator's draws are, in order,
+    # the file, the crop's start and its gain, with no speed draw between them.
+    t = np.arange(2 * SR)
+    path = tmp_path / "ramp.wav"
+    sf.write(path, (0.5 * np.sin(2 * np.pi * 300.0 * t / SR) * (t + 1) / t.size).astype(np.float32), SR)
+    audio = sf.read(path, dtype="float32")[0]
+    entries = [ManifestEntry(path=path, duration=2.0, speaker="s", sample_rate=SR)] * 2
+    data = CropDataset(entries, SR, 4000, seed=1, speed=(1.0, 1.0))
     for i in range(3):
-        assert np.array_equal(plain[i][0].numpy(), same[i][0].numpy())
+        rng = np.random.default_rng([1, 0, i])
+        rng.choice(2, p=[0.5, 0.5])
+        start = int(rng.integers(0, audio.size - 4000 + 1))
+        expected = audio[start : start + 4000]
+        expected = expected * float(rng.uniform(0.3, 0.99)) / np.abs(expected).max()
+        np.testing.assert_allclose(data[i][0].numpy(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_speed_range_passes_through_the_training_config(tmp_path: Path) -> None:
+    config = tmp_path / "train.toml"
+    config.write_text('[data]\ntrain = ["x.tsv"]\n')
+    assert load_config(config, {"data.speed": [0.8, 1.2]}).data.speed == (0.8, 1.2)
+    assert load_config(config).data.speed == (1.0, 1.0)
 
 
 def test_a_short_file_sped_up_is_shorter_and_zero_padded(tmp_path: Path) -> None:
