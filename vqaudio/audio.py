@@ -101,10 +101,11 @@ def to_mono(samples: torch.Tensor) -> torch.Tensor:
     return samples.mean(dim=0, keepdim=True)
 
 
-def resample(samples: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
+def resample(samples: torch.Tensor, orig_sr: float, target_sr: float) -> torch.Tensor:
     """Resample ``[C, T]`` at ``orig_sr`` to float32 ``[C, T']`` at ``target_sr`` with soxr 'HQ'.
 
-    ``T' = round(T * target_sr / orig_sr)``. Returns ``samples`` as float32 unchanged when the rates are
+    ``T' = round(T * target_sr / orig_sr)``; the rates need not be whole numbers (speed perturbation resamples
+    from ``sr * factor``). Returns ``samples`` as float32 unchanged when the rates are
     equal. Not differentiable: the work is done on a detached CPU copy and the result lives on the input's
     device.
     """

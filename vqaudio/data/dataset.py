@@ -91,12 +91,11 @@ class CropDataset(Dataset[tuple[torch.Tensor, int]]):
         else:
             crop = audio
         if factor != 1.0:
-            import librosa
+            from vqaudio.audio import resample
 
             # Resampling from sr * factor to sr plays the crop factor times faster.
             sr = self.sample_rate
-            crop = librosa.resample(crop, orig_sr=sr * factor, target_sr=sr, res_type="soxr_hq")
-            crop = crop[: self.segment].astype(np.float32, copy=False)
+            crop = resample(torch.from_numpy(crop)[None], sr * factor, sr)[0].numpy()[: self.segment]
         out = np.zeros(self.segment, dtype=np.float32)
         out[: crop.shape[0]] = crop
         # Random gain so the model sees a range of levels, as users' files will have.
