@@ -31,10 +31,13 @@ def _vq(**kwargs: object) -> VectorQuantizer:
     return VectorQuantizer(VQConfig(**settings))  # type: ignore[arg-type]
 
 
-def _rvq(num_codebooks: int = 4, dropout: float = 0.0, **kwargs: object) -> ResidualVectorQuantizer:
+def _rvq(
+    num_codebooks: int = 4, dropout: float = 0.0, dropout_weights: tuple[float, ...] = (), **kwargs: object
+) -> ResidualVectorQuantizer:
     settings: dict[str, object] = {"dim": DIM, "codebook_size": 16, "kmeans_init": False, **kwargs}
     vq = VQConfig(**settings)  # type: ignore[arg-type]
-    return ResidualVectorQuantizer(RVQConfig(vq=vq, num_codebooks=num_codebooks, dropout=dropout))
+    config = RVQConfig(vq=vq, num_codebooks=num_codebooks, dropout=dropout, dropout_weights=dropout_weights)
+    return ResidualVectorQuantizer(config)
 
 
 def _trained(q: BaseQuantizer, steps: int = 3) -> BaseQuantizer:
@@ -253,6 +256,30 @@ def test_no_quantizer_dropout_in_eval_or_when_n_is_given() -> None:
     rvq.train()
     assert {rvq(x, n_codebooks=2).codes.shape[1] for _ in range(20)} == {2}
     assert {_rvq(num_codebooks=4, dropout=0.0).train()(x).codes.shape[1] for _ in range(5)} == {4}
+
+
+def test_dropout_weights_set_the_odds_of_each_codebook_count() -> None:
+    x = _randn(2, DIM, 8)
+    only_three = _rvq(num_codebooks=4, dropout=1.0, dropout_weights=(0, 0, 1, 0)).train()
+    assert {only_three(x).codes.shape[1] for _ in range(20)} == {3}
+    skewed = _rvq(num_codebooks=4, dropout=1.0, dropout_weights=(1, 0, 8, 1)).train()
+    counts = [skewed(x).codes.shape[1] for _ in range(200)]
+    assert 2 not in counts and counts.count(3) > 120 and {1, 4} <= set(counts)
+    # Without weights the draws are the uniform ones of the generator, as before the option existed.
+    uniform = _rvq(num_codebooks=4, dropout=1.0).train()
+    replay = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        torch.rand((), generator=replay)
+        want = int(torch.randint(1, 5, (), generator=replay))
+        assert uniform(x).codes.shape[1] == want
+
+
+@pytest.mark.parametrize(
+    "weights", [(1.0, 1.0), (0.0, 0.0, 0.0, 0.0), (1.0, -1.0, 1.0, 1.0), (1.0, float("nan"), 1, 1)]
+)
+def test_bad_dropout_weights_are_refused(weights: tuple[float, ...]) -> None:
+    with pytest.raises(ConfigError, match="dropout_weights"):
+        RVQConfig(num_codebooks=4, dropout_weights=weights)
 
 
 # --- masking ---------------------------------------------------------------------------------------------

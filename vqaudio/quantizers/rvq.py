@@ -2,12 +2,13 @@
 
 Codebook ``k`` quantizes what codebooks ``0..k-1`` left over, so decoding the first ``K'`` codebooks gives a
 coarser reconstruction at a lower bitrate. Quantizer dropout trains every prefix: for each training batch a
-number of codebooks ``K'`` is drawn uniformly from ``1..K`` (with probability ``dropout``) and only those
-are used, so one model serves several bitrates.
+number of codebooks ``K'`` is drawn from ``1..K`` (with probability ``dropout``; uniformly, or in proportion to
+``dropout_weights``) and only those are used, so one model serves several bitrates.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +24,27 @@ class RVQConfig:
     vq: VQConfig = VQConfig()
     num_codebooks: int = 6
     dropout: float = 1.0  # probability that a training batch uses a random prefix of the codebooks
+    # Relative odds of drawing 1, 2, ..., K codebooks when dropout applies; empty = uniform. Weighting the
+    # default bitrate up spends more of the training on the setting most people decode at.
+    dropout_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.num_codebooks < 1:
             raise ConfigError("num_codebooks must be >= 1")
         if not 0.0 <= self.dropout <= 1.0:
             raise ConfigError("dropout must be in [0, 1]")
+        w = self.dropout_weights
+        if w and (
+            len(w) != self.num_codebooks
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in w
+            )
+            or sum(w) <= 0
+        ):
+            raise ConfigError(
+                f"dropout_weights needs {self.num_codebooks} non-negative numbers (one per codebook count), "
+                f"not all zero; got {list(w)}"
+            )
 
 
 class ResidualVectorQuantizer(BaseQuantizer):
@@ -66,7 +82,11 @@ class ResidualVectorQuantizer(BaseQuantizer):
         n = self._check(n_codebooks)
         dropout = self.training and n_codebooks is None and self.config.dropout > 0
         if dropout and torch.rand((), generator=self.generator) < self.config.dropout:
-            n = int(torch.randint(1, self.num_codebooks + 1, (), generator=self.generator))
+            if self.config.dropout_weights:
+                odds = torch.tensor(self.config.dropout_weights, dtype=torch.float64)
+                n = 1 + int(torch.multinomial(odds, 1, generator=self.generator))
+            else:
+                n = int(torch.randint(1, self.num_codebooks + 1, (), generator=self.generator))
         xf = x.float()
         residual = xf
         quantized = torch.zeros_like(xf)
