@@ -175,3 +175,31 @@ def test_code_entropy_benchmark_runs_on_a_model(tmp_path: Path, tiny_model_dir: 
         assert (
             odd.returncode == 1 and odd.stderr.strip() == f"error: --held-out must be in (0, 0.5], got {float(share)}"
         )
+
+
+def test_postfilter_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Every shape filters the same decoded log-mel: a shape that does nothing scores exactly as the plain row."""
+    from vqaudio.data.manifest import ManifestEntry, write_manifest
+
+    entries = []
+    for i in range(2):
+        path = tmp_path / f"c{i}.wav"
+        sf.write(path, speech_like(1.5, f0=110 + 50 * i, seed=i), 16000)
+        entries.append(ManifestEntry(path, 1.5, f"s{i}", 16000))
+    manifest = write_manifest(entries, tmp_path / "train.tsv")
+    cmd = [sys.executable, str(BENCHMARKS / "postfilter.py"), "--model", str(tiny_model_dir), "--list", str(manifest)]
+    out = tmp_path / "pf.md"
+    shapes = ["--shape", "0,0,0", "--shape", "1,0,1"]
+    done = subprocess.run([*cmd, *shapes, "--fit", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    rows = [[cell.strip() for cell in row] for row in rows]
+    assert [r[0] for r in rows] == ["plain", "0,0,0", "1,0,1"] and "2 files" in out.read_text()
+    assert rows[1][1:] == rows[0][1:] and rows[2][3] != rows[0][3]
+    # The tiny model was released without a post-filter: no centre to use unless asked to fit one.
+    bad = subprocess.run([*cmd, *shapes], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "--fit" in bad.stderr
+    bad = subprocess.run([*cmd, "--shape", "0.1,0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "STRENGTH,OFFSET,BELOW" in bad.stderr
+    bad = subprocess.run([*cmd[:-1], str(tmp_path / "missing.tsv")], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1

@@ -48,6 +48,18 @@ def test_postfilter_lifts_only_what_stands_above_centre_plus_offset() -> None:
     torch.testing.assert_close(pf(x), want)
 
 
+def test_postfilter_below_deepens_only_what_lies_below_centre() -> None:
+    pf = SpectralPostFilter(2, strength=0.25, offset=0.0, below=0.5)
+    pf.centre.copy_(torch.tensor([-4.0, 0.0]))
+    x = torch.tensor([[[-6.0, -4.0, -3.0], [1.0, -1.0, 0.0]]])  # [1, 2, 3]
+    want = torch.tensor([[[-6.0 - 1.0, -4.0, -3.0 + 0.25], [1.0 + 0.25, -1.0 - 0.5, 0.0]]])
+    torch.testing.assert_close(pf(x), want)
+    # Without ``below`` the part under the centre is untouched, as before the option existed.
+    plain = SpectralPostFilter(2, strength=0.25, offset=0.0)
+    plain.centre.copy_(pf.centre)
+    torch.testing.assert_close(plain(x)[..., :2], torch.tensor([[[-6.0, -4.0], [1.25, -1.0]]]))
+
+
 def test_postfilter_config_is_checked_and_off_by_default() -> None:
     assert not build_codec(tiny_config()).has_postfilter
     for bad in (-0.1, 1.5):
@@ -55,6 +67,11 @@ def test_postfilter_config_is_checked_and_off_by_default() -> None:
             SpectralNetConfig(postfilter=bad)
     with pytest.raises(ConfigError):
         SpectralNetConfig(postfilter=0.2, postfilter_offset=float("nan"))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="postfilter_below"):
+            SpectralNetConfig(postfilter=0.2, postfilter_below=bad)
+    with pytest.raises(ConfigError, match="needs a post-filter"):
+        SpectralNetConfig(postfilter_below=0.2)
 
 
 def test_export_fits_the_centre_and_keeps_the_codes(tiny_model_dir: Path, pf_model_dir: Path, manifest: Path) -> None:
@@ -92,6 +109,8 @@ def test_reexport_keeps_removes_or_refuses(pf_model_dir: Path, tmp_path: Path) -
         export_release(pf_model_dir, tmp_path / "nodata", "tiny", half=False, postfilter=0.2)
     with pytest.raises(VQAudioError, match="need --postfilter"):
         export_release(pf_model_dir, tmp_path / "nostrength", "tiny", half=False, postfilter_offset=0.5)
+    with pytest.raises(VQAudioError, match="need --postfilter"):
+        export_release(pf_model_dir, tmp_path / "nostrength", "tiny", half=False, postfilter_below=0.5)
 
 
 def test_decoding_applies_it_unless_asked_not_to(tiny_model_dir: Path, pf_model_dir: Path) -> None:
@@ -147,6 +166,18 @@ def test_cli_export_info_and_no_postfilter(tiny_model_dir: Path, manifest: Path,
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["info", str(out)])
     assert r.exit_code == 0 and "postfilter: 0.2" in r.output
+    # --postfilter-below reaches the released config and the decoder's filter.
+    below = tmp_path / "rel-below"
+    r = runner.invoke(
+        app,
+        ["export", "--codec", str(tiny_model_dir), "--name", "tiny", "-o", str(below), "--full"]
+        + ["--postfilter", "0.2", "--postfilter-below", "0.3", "--postfilter-data", str(manifest)],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads((below / "config.json").read_text())["model"]["spectral"]["postfilter_below"] == 0.3
+    codec = load_model(below).codec
+    assert isinstance(codec, SpectralVQVAE) and codec.decoder.postfilter is not None
+    assert codec.decoder.postfilter.below == 0.3
     wav = tmp_path / "in.wav"
     sf.write(wav, speech_like(1.0), 16000)
     outs = []

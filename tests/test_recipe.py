@@ -87,6 +87,8 @@ def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
         assert all(torch.allclose(v, released[k], rtol=1e-3, atol=1e-6) for k, v in tuned_vocoder.state_dict().items())
         # Stage 5 fitted the post-filter on the training manifest; stage 6 also scores the plain output.
         assert release.codec.has_postfilter and "~plain" in (exp / "results.md").read_text()
+        spectral = release.config.spectral
+        assert (spectral.postfilter, spectral.postfilter_offset, spectral.postfilter_below) == (0.125, 0.0, 0.25)
     else:
         assert not release.codec.has_postfilter
     assert (exp / "release" / "README.md").exists()

@@ -271,6 +271,7 @@ def _describe_model(tok: Any) -> dict[str, Any]:
         "default_vocoder": tok.default_vocoder,
         "vocoders": list(tok.vocoders),
         "postfilter": tok.model.net_config.postfilter if tok.model.has_postfilter else 0.0,
+        "postfilter_below": tok.model.net_config.postfilter_below if tok.model.has_postfilter else 0.0,
         "checksum": tok.checksum[:16],
         "codes_checksum": tok.codes_checksum[:16],
         "size_mb": round(sum(f.stat().st_size for f in tok.loaded.path.iterdir()) / 1e6, 2)
@@ -427,6 +428,10 @@ def export(
     postfilter_data: Annotated[
         Path | None, typer.Option("--postfilter-data", help="Manifest (.tsv) of training audio to fit it on.")
     ] = None,
+    postfilter_below: Annotated[
+        float,
+        typer.Option("--postfilter-below", min=0.0, max=1.0, help="How much it deepens log-mel below the centre."),
+    ] = 0.0,
     force: ForceOpt = False,
 ) -> None:
     """Bundle a trained codec (and vocoder) into a release directory with a model card."""
@@ -445,6 +450,7 @@ def export(
             postfilter=postfilter,
             postfilter_offset=postfilter_offset,
             postfilter_data=postfilter_data,
+            postfilter_below=postfilter_below,
         )
         typer.echo(f"released {name} -> {path}")
     except (json.JSONDecodeError, OSError) as e:

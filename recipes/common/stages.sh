@@ -10,6 +10,8 @@
 #   dev_subdir     sub-folder of a corpus root that holds the held-out audio (when no --dev-list is given)
 #   eval_rate      optional: sample rate stage 6 scores at (default 16000; PESQ-WB always uses a 16 kHz copy)
 #   postfilter     optional: strength of the spectral post-filter stage 5 fits on the training audio
+#   postfilter_offset, postfilter_below
+#                  optional: its offset and its deepening below the centre (vqaudio export --postfilter-*)
 #   release_card   optional: model-card JSON stage 5 starts from (default_codebooks, default_vocoder, ...); the
 #                  post-filter is fitted at its default_codebooks and stage 6 scores that setting
 #
@@ -183,7 +185,11 @@ fi
 if run_stage 5; then
     echo "stage 5: export"
     pf=()
-    [ -n "${postfilter:-}" ] && pf=(--postfilter "$postfilter" --postfilter-data "$data/train.tsv")
+    if [ -n "${postfilter:-}" ]; then
+        pf=(--postfilter "$postfilter" --postfilter-data "$data/train.tsv")
+        [ -n "${postfilter_offset:-}" ] && pf+=(--postfilter-offset "$postfilter_offset")
+        [ -n "${postfilter_below:-}" ] && pf+=(--postfilter-below "$postfilter_below")
+    fi
     card=()
     [ -n "${release_card:-}" ] && card=(--card "$release_card")
     "$vqaudio" export --codec "$codec_model" --vocoder "$vocoder_model" --name "$name" \

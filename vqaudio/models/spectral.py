@@ -46,6 +46,8 @@ class SpectralNetConfig:
     # centre is fitted to the decoded training audio when the model is released (training.export).
     postfilter: float = 0.0
     postfilter_offset: float = 1.0
+    # How much the post-filter deepens what lies below a band's centre (0 = leaves it as is).
+    postfilter_below: float = 0.0
 
     def __post_init__(self) -> None:
         n = len(self.strides) + 1
@@ -59,6 +61,10 @@ class SpectralNetConfig:
             raise ConfigError("kernel_size must be odd")
         if not 0.0 <= self.postfilter <= 1.0 or not math.isfinite(self.postfilter_offset):
             raise ConfigError("postfilter must be in [0, 1] and postfilter_offset finite")
+        if not 0.0 <= self.postfilter_below <= 1.0:
+            raise ConfigError("postfilter_below must be in [0, 1]")
+        if self.postfilter_below and not self.postfilter:
+            raise ConfigError("postfilter_below needs a post-filter (postfilter > 0)")
 
     @property
     def total_stride(self) -> int:
@@ -97,29 +103,35 @@ class SpectralEncoder(nn.Module):
 
 
 class SpectralPostFilter(nn.Module):
-    """Raises decoded spectral peaks: ``y = x + strength * relu(x - centre - offset)`` per mel band.
+    """Expands decoded log-mel about each band's usual level, per mel band::
+
+        y = x + strength * relu(x - centre - offset) - below * relu(centre - x)
 
     A decoder trained with log-domain L1/L2 predicts, where it is unsure, a value between peak and valley,
-    so its formants and harmonics come out lower than speech's. Lifting what stands above a band's usual level
-    restores some of that contrast, the way a speech codec's post-filter deepens the spectral valleys where
-    coding noise is heard. It moves the log-mel away from the original (log-mel L1 rises) while PESQ-WB rises
-    (docs/results.md). Pointwise in time, so chunked and streamed decoding give the same result as a
-    whole-file pass.
+    so its formants and harmonics come out lower than speech's and its valleys and pauses higher. Lifting what
+    stands above a band's usual level, and deepening what lies below it, restores some of that contrast, the
+    way a speech codec's post-filter deepens the spectral valleys where coding noise is heard. It moves the
+    log-mel away from the original (log-mel L1 rises) while PESQ-WB rises (docs/results.md). Pointwise in
+    time, so chunked and streamed decoding give the same result as a whole-file pass.
     """
 
     centre: torch.Tensor
 
-    def __init__(self, n_mels: int, strength: float, offset: float) -> None:
+    def __init__(self, n_mels: int, strength: float, offset: float, below: float = 0.0) -> None:
         super().__init__()
         self.strength = strength
         self.offset = offset
+        self.below = below
         # Mean decoded log-mel per band over training speech; set by training.export.fit_postfilter.
         self.register_buffer("centre", torch.zeros(n_mels))
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``[B, n_mels, F]`` -> ``[B, n_mels, F]``."""
-        excess = log_mel - (self.centre.to(log_mel.dtype)[:, None] + self.offset)
-        return log_mel + self.strength * torch.relu(excess)
+        centre = self.centre.to(log_mel.dtype)[:, None]
+        out = log_mel + self.strength * torch.relu(log_mel - (centre + self.offset))
+        if self.below:
+            out = out - self.below * torch.relu(centre - log_mel)
+        return out
 
 
 def is_postfilter_key(key: str) -> bool:
@@ -149,7 +161,11 @@ class SpectralDecoder(nn.Module):
         self.norm_out = ChannelLayerNorm(c)
         self.out = nn.Conv1d(c, n_mels, 1)
         # Part of the decoder's state, so it stays out of the codes checksum: it never changes the codes.
-        self.postfilter = SpectralPostFilter(n_mels, cfg.postfilter, cfg.postfilter_offset) if cfg.postfilter else None
+        self.postfilter = (
+            SpectralPostFilter(n_mels, cfg.postfilter, cfg.postfilter_offset, cfg.postfilter_below)
+            if cfg.postfilter
+            else None
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Latents ``[B, D, F]`` -> log-mel ``[B, n_mels, F * total_stride]``."""

@@ -86,12 +86,15 @@ def with_postfilter(
     offset: float,
     files: Sequence[str | Path],
     n_codebooks: int,
+    below: float = 0.0,
 ) -> tuple[SpectralVQVAE, ModelConfig]:
-    """A copy of spectral ``codec`` (and its model ``config``) with a post-filter of ``strength`` fitted on
-    ``files``; ``strength`` 0 removes the post-filter."""
+    """A copy of spectral ``codec`` (and its model ``config``) with a post-filter of ``strength`` (and
+    ``below``) fitted on ``files``; ``strength`` 0 removes the post-filter."""
     if not isinstance(codec, SpectralVQVAE):
         raise ModelError("only spectral codecs have a post-filter")
-    net = dataclasses.replace(config.spectral, postfilter=strength, postfilter_offset=offset)
+    net = dataclasses.replace(
+        config.spectral, postfilter=strength, postfilter_offset=offset, postfilter_below=below if strength else 0.0
+    )
     config = dataclasses.replace(config, spectral=net)
     new = build_codec(config)
     assert isinstance(new, SpectralVQVAE)
@@ -113,6 +116,7 @@ def export_release(
     postfilter: float | None = None,
     postfilter_offset: float = 1.0,
     postfilter_data: str | Path | None = None,
+    postfilter_below: float = 0.0,
 ) -> Path:
     """Write ``output/config.json`` + ``output/model.safetensors`` + ``output/README.md`` (the model card).
 
@@ -121,7 +125,7 @@ def export_release(
 
     ``postfilter`` (a strength in [0, 1]) sets the spectral post-filter and fits its centre on the files of
     the ``postfilter_data`` manifest, decoded at the card's ``default_codebooks``; 0 removes it; ``None``
-    keeps whatever the codec has.
+    keeps whatever the codec has. ``postfilter_offset`` and ``postfilter_below`` shape it (SpectralPostFilter).
     """
     codec = load_run_or_model(codec_dir)
     if codec.codec is None:
@@ -129,8 +133,10 @@ def export_release(
     config = codec.config
     codec_module: CodecModel = codec.codec
     card = dict(card or {})
-    if postfilter is None and (postfilter_data is not None or postfilter_offset != 1.0):
-        raise VQAudioError("--postfilter-data and --postfilter-offset need --postfilter (the strength to fit)")
+    if postfilter is None and (postfilter_data is not None or postfilter_offset != 1.0 or postfilter_below):
+        raise VQAudioError(
+            "--postfilter-data, --postfilter-offset and --postfilter-below need --postfilter (the strength to fit)"
+        )
     if postfilter is not None:
         files: list[Path] = []
         if postfilter:
@@ -139,7 +145,9 @@ def export_release(
             files = [e.path for e in read_manifest(postfilter_data)]
         k = card.get("default_codebooks")
         n = k if isinstance(k, int) and 1 <= k <= codec_module.num_codebooks else codec_module.num_codebooks
-        codec_module, config = with_postfilter(codec_module, config, postfilter, postfilter_offset, files, n)
+        codec_module, config = with_postfilter(
+            codec_module, config, postfilter, postfilter_offset, files, n, below=postfilter_below
+        )
     vocoder = None
     card.setdefault("codec_training", _training_record(codec, "codec"))
     if vocoder_dir is not None:
