@@ -6,7 +6,17 @@ import pytest
 import torch
 from conftest import speech_like
 
-from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, PhaseLoss, loudness_l1, masked_l1, masked_mse
+from vqaudio.errors import ConfigError
+from vqaudio.losses import (
+    MelLoss,
+    MultiResolutionSTFTLoss,
+    PhaseLoss,
+    loudness_l1,
+    masked_asymmetric_l1,
+    masked_l1,
+    masked_mse,
+)
+from vqaudio.training.config import LossConfig
 from vqaudio.spectral import MelConfig, STFTConfig
 
 
@@ -122,3 +132,26 @@ def test_loudness_l1_weighs_peaks_more_and_ignores_level_and_padding() -> None:
     spoiled = est.clone()
     spoiled[..., 15:] += 5.0
     torch.testing.assert_close(loudness_l1(spoiled, target, mask), loudness_l1(est, target, mask))
+
+
+def test_asymmetric_l1_weights_overshoot_and_errs_low() -> None:
+    x = torch.tensor([[[1.0, -1.0, 0.0, 5.0]]])
+    y = torch.zeros_like(x)
+    mask = torch.tensor([[[1.0, 1.0, 1.0, 0.0]]])
+    torch.testing.assert_close(masked_asymmetric_l1(x, y, mask), masked_l1(x, y, mask))
+    torch.testing.assert_close(masked_asymmetric_l1(x, y, mask, over=0.5), torch.tensor((1.5 + 0.5 + 0.0) / 3))
+    # Fitted to samples of a spread-out target, a constant settles below the median.
+    target = torch.linspace(-1.0, 1.0, 101)[None, None]
+    guess = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([guess], lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        masked_asymmetric_l1(guess.expand_as(target), target, over=0.4).backward()
+        opt.step()
+    assert -0.5 < float(guess) < -0.3  # the 0.3 quantile of the uniform target is -0.4
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan")])
+def test_mel_over_is_checked(bad: float) -> None:
+    with pytest.raises(ConfigError, match="mel_over"):
+        LossConfig(mel_over=bad)

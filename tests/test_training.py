@@ -290,6 +290,27 @@ def test_export_from_a_run_directory(corpus: Path, tmp_path: Path) -> None:
         load_run_or_model(tmp_path / "empty")
 
 
+def test_a_frozen_quantizer_draws_its_codebook_counts_with_the_dropout_weights(corpus: Path, tmp_path: Path) -> None:
+    """Decoder-only training draws the bitrate itself (the frozen quantizer skips dropout): it must honour
+    ``dropout_weights`` as the quantizer's own dropout does."""
+    first_dir = Trainer(load_config(DEBUG, _overrides(corpus, steps=2)), tmp_path / "first", progress=False).fit()
+    cfg = load_config(
+        DEBUG,
+        _overrides(
+            corpus,
+            steps=6,
+            log_every=1,
+            valid_every=100,
+            init_from=str(first_dir),
+            freeze=["encoder", "quantizer"],
+            **{"model.rvq.dropout_weights": [0, 1, 0]},
+        ),
+    )
+    Trainer(cfg, tmp_path / "second", progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["n_codebooks"] for r in records if "loss" in r} == {2.0}
+
+
 def test_new_decoder_for_a_finished_codec_keeps_its_tokens(corpus: Path, tmp_path: Path) -> None:
     """init_modules + freeze: a wider decoder, trained adversarially on log-mel, for a codec whose encoder and
     codebooks stay exactly as they were, so tokens written by the first codec decode with the second."""

@@ -23,6 +23,15 @@ def masked_l1(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None
     return (diff * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def masked_asymmetric_l1(
+    x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, over: float = 0.0
+) -> torch.Tensor:
+    """Mean of ``|x - y|`` weighted ``1 + over`` where ``x > y`` and ``1 - over`` where ``x < y``, over valid
+    positions; ``over = 0`` is :func:`masked_l1`. Its minimiser is a quantile below the median (0.5 - over / 2)."""
+    diff = x - y
+    return masked_l1(diff * (1.0 + over * torch.sign(diff)), torch.zeros_like(diff), mask)
+
+
 def masked_mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     diff = (x - y).square()
     if mask is None:

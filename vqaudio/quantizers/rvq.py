@@ -47,6 +47,15 @@ class RVQConfig:
             )
 
 
+def draw_num_codebooks(config: RVQConfig, generator: torch.Generator) -> int:
+    """A number of codebooks for one training batch under quantizer dropout: uniform over ``1..K``, or in
+    proportion to ``config.dropout_weights``."""
+    if config.dropout_weights:
+        odds = torch.tensor(config.dropout_weights, dtype=torch.float64)
+        return 1 + int(torch.multinomial(odds, 1, generator=generator))
+    return int(torch.randint(1, config.num_codebooks + 1, (), generator=generator))
+
+
 class ResidualVectorQuantizer(BaseQuantizer):
     def __init__(self, config: RVQConfig) -> None:
         super().__init__()
@@ -82,11 +91,7 @@ class ResidualVectorQuantizer(BaseQuantizer):
         n = self._check(n_codebooks)
         dropout = self.training and n_codebooks is None and self.config.dropout > 0
         if dropout and torch.rand((), generator=self.generator) < self.config.dropout:
-            if self.config.dropout_weights:
-                odds = torch.tensor(self.config.dropout_weights, dtype=torch.float64)
-                n = 1 + int(torch.multinomial(odds, 1, generator=self.generator))
-            else:
-                n = int(torch.randint(1, self.num_codebooks + 1, (), generator=self.generator))
+            n = draw_num_codebooks(self.config, self.generator)
         xf = x.float()
         residual = xf
         quantized = torch.zeros_like(xf)

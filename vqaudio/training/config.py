@@ -68,6 +68,10 @@ class LossConfig:
     # spectral peaks as high as the real ones, where the log-domain terms let them sag.
     mel_loudness: float = 0.0
     loudness_exponent: float = 0.5
+    # Spectral codecs: makes the log-mel L1 asymmetric, weighting a decoded value above the real one by
+    # ``1 + mel_over`` and one below it by ``1 - mel_over`` (a quantile loss below the median). Where the
+    # decoder cannot tell, it then errs low: PESQ hears added energy in pauses and valleys more than missing.
+    mel_over: float = 0.0
     stft: float = 1.0  # multi-resolution STFT (audio outputs)
     mel_audio: float = 15.0  # log-mel L1 of generated audio (audio outputs)
     # Vocoder task: phase distance (instantaneous phase, group delay, instantaneous frequency) to the real
@@ -80,6 +84,10 @@ class LossConfig:
     adv_weight: float = 1.0
     feature_matching: float = 2.0
     adv_start_step: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mel_over < 1.0:
+            raise ConfigError(f"loss.mel_over must be in [0, 1), got {self.mel_over}")
 
 
 @dataclass(frozen=True)

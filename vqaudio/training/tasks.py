@@ -10,11 +10,20 @@ from torch import nn
 
 from vqaudio.data.dataset import Batch
 from vqaudio.errors import VQAudioError
-from vqaudio.losses import MelLoss, MultiResolutionSTFTLoss, PhaseLoss, loudness_l1, masked_l1, masked_mse
+from vqaudio.losses import (
+    MelLoss,
+    MultiResolutionSTFTLoss,
+    PhaseLoss,
+    loudness_l1,
+    masked_asymmetric_l1,
+    masked_l1,
+    masked_mse,
+)
 from vqaudio.models.base import CodecModel
 from vqaudio.models.builders import build_codec, build_vocoder
 from vqaudio.models.io import load_model
 from vqaudio.models.spectral import SpectralVQVAE
+from vqaudio.quantizers.rvq import draw_num_codebooks
 from vqaudio.spectral import STFTConfig, log_mel
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.discriminators import Discriminators, MelDiscriminators
@@ -59,7 +68,9 @@ class CodecTask(Task):
         self.mel_loss = MelLoss(config.model.mel)
         # A frozen quantizer runs in eval mode and so skips quantizer dropout: draw the bitrate here instead,
         # from a generator of its own, so the decoder still learns every prefix of the codebooks.
-        self.draw_codebooks = "quantizer" in config.freeze and config.model.rvq.dropout > 0
+        # (The identity quantizer of tests has nothing to drop.)
+        rvq = config.model.quantizer == "rvq"
+        self.draw_codebooks = rvq and "quantizer" in config.freeze and config.model.rvq.dropout > 0
         self.generator = torch.Generator().manual_seed(config.seed)
         self.teacher = None if config.teacher is None else load_teacher(config.teacher, self.model)
 
@@ -67,7 +78,7 @@ class CodecTask(Task):
         w = self.config.loss
         n_codebooks = None
         if self.draw_codebooks and float(torch.rand((), generator=self.generator)) < self.config.model.rvq.dropout:
-            n_codebooks = int(torch.randint(1, self.model.num_codebooks + 1, (), generator=self.generator))
+            n_codebooks = draw_num_codebooks(self.config.model.rvq, self.generator)
         out = model(batch.audio, batch.lengths, n_codebooks)
         q = out.quantizer
         metrics = {"perplexity": float(q.perplexity.mean()), "n_codebooks": float(q.codes.shape[1])}
@@ -80,7 +91,12 @@ class CodecTask(Task):
         else:
             l1 = masked_l1(out.reconstruction, out.target, out.mask)
             l2 = masked_mse(out.reconstruction, out.target, out.mask)
-            loss = w.mel_l1 * l1 + w.mel_l2 * l2
+            if w.mel_over:
+                # The logged mel_l1 stays the symmetric one, comparable across runs.
+                asym = masked_asymmetric_l1(out.reconstruction, out.target, out.mask, w.mel_over)
+                loss = w.mel_l1 * asym + w.mel_l2 * l2
+            else:
+                loss = w.mel_l1 * l1 + w.mel_l2 * l2
             metrics.update(mel_l1=float(l1.detach()), mel_l2=float(l2.detach()))
             if w.mel_loudness:
                 loud = loudness_l1(out.reconstruction, out.target, out.mask, w.loudness_exponent)
