@@ -116,16 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.count < 1 or args.start < 0 or args.every < 1:
-        print("error: --count and --every must be at least 1, --start at least 0", file=sys.stderr)
+    if args.count < 1 or args.start < 0 or args.every < 1 or args.threads < 1:
+        print("error: --count, --every and --threads must be at least 1, --start at least 0", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     try:
         from vqaudio.data.manifest import read_manifest
+        from vqaudio.models.spectral import SpectralNetConfig
+
+        for strength, offset, below in args.shape:  # the bounds a released model's config would hold it to
+            SpectralNetConfig(postfilter=strength, postfilter_offset=offset, postfilter_below=below)
 
         files = [e.path for e in read_manifest(args.list)][args.start :: args.every][: args.count]
         rows = score_shapes(args.model, files, args.shape, args.n_codebooks, args.fit)
-    except VQAudioError as e:
+    except VQAudioError as e:  # ConfigError included
         print(f"error: {e}", file=sys.stderr)
         return 1
     table = markdown(args.model, len(files), rows)

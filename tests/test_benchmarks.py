@@ -201,5 +201,8 @@ def test_postfilter_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "--fit" in bad.stderr
     bad = subprocess.run([*cmd, "--shape", "0.1,0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "STRENGTH,OFFSET,BELOW" in bad.stderr
+    for shape in ("0.1,nan,0", "0,0,0.25", "2,0,0"):  # shapes no released config could hold
+        bad = subprocess.run([*cmd, "--fit", "--shape", shape], capture_output=True, text=True)
+        assert bad.returncode == 1 and bad.stderr.count("\n") == 1, (shape, bad.stderr)
     bad = subprocess.run([*cmd[:-1], str(tmp_path / "missing.tsv")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1

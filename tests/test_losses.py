@@ -16,8 +16,8 @@ from vqaudio.losses import (
     masked_l1,
     masked_mse,
 )
-from vqaudio.training.config import LossConfig
 from vqaudio.spectral import MelConfig, STFTConfig
+from vqaudio.training.config import LossConfig
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,10 @@ def test_asymmetric_l1_weights_overshoot_and_errs_low() -> None:
     assert -0.5 < float(guess) < -0.3  # the 0.3 quantile of the uniform target is -0.4
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan")])
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan"), True])
 def test_mel_over_is_checked(bad: float) -> None:
     with pytest.raises(ConfigError, match="mel_over"):
         LossConfig(mel_over=bad)
+    if not isinstance(bad, bool):
+        with pytest.raises(ValueError):
+            masked_asymmetric_l1(torch.ones(1, 1, 2), torch.zeros(1, 1, 2), over=bad)

@@ -67,7 +67,7 @@ def test_postfilter_config_is_checked_and_off_by_default() -> None:
             SpectralNetConfig(postfilter=bad)
     with pytest.raises(ConfigError):
         SpectralNetConfig(postfilter=0.2, postfilter_offset=float("nan"))
-    for bad in (-0.1, 1.5, float("nan")):
+    for bad in (-0.1, 1.5, float("nan"), True):
         with pytest.raises(ConfigError, match="postfilter_below"):
             SpectralNetConfig(postfilter=0.2, postfilter_below=bad)
     with pytest.raises(ConfigError, match="needs a post-filter"):
@@ -190,10 +190,20 @@ def test_cli_export_info_and_no_postfilter(tiny_model_dir: Path, manifest: Path,
     # Asking for a post-filter without the data to fit it, or of a strength out of range: one line, non-zero
     # exit, nothing written.
     export = ["export", "--codec", str(tiny_model_dir), "--name", "tiny", "-o", str(tmp_path / "bad")]
-    r = runner.invoke(app, [*export, "--postfilter", "0.2"])
-    assert r.exit_code != 0 and "postfilter-data" in r.output and not (tmp_path / "bad").exists()
-    r = runner.invoke(app, [*export, "--postfilter", "2", "--postfilter-data", str(manifest)])
-    assert r.exit_code != 0 and not (tmp_path / "bad").exists()
+    data = ["--postfilter-data", str(manifest)]
+    for args, match in [
+        (["--postfilter", "0.2"], "postfilter-data"),
+        (["--postfilter", "2", *data], "--postfilter must be between 0 and 1"),
+        (["--postfilter", "nan", *data], "--postfilter must be between 0 and 1"),
+        (["--postfilter", "0.2", "--postfilter-below", "2", *data], "--postfilter-below must be between"),
+        (["--postfilter", "0.2", "--postfilter-below", "nan", *data], "--postfilter-below must be between"),
+        (["--postfilter", "0.2", "--postfilter-offset", "inf", *data], "--postfilter-offset must be a finite"),
+        (["--postfilter", "0", "--postfilter-below", "0.2"], "--postfilter 0 removes"),
+        (["--postfilter-below", "0.2"], "need --postfilter"),
+    ]:
+        r = runner.invoke(app, [*export, *args])
+        assert r.exit_code == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), (args, r.output)
+        assert match in r.stderr and not (tmp_path / "bad").exists(), (args, r.stderr)
 
 
 def test_quality_benchmark_scores_a_model_with_and_without_it(tiny_model_dir: Path, pf_model_dir: Path) -> None:

@@ -74,16 +74,18 @@ def _share_above(x: np.ndarray, rate: int, hz: float) -> float:
 
 
 def test_music_model_keeps_what_the_speech_model_drops() -> None:
-    """music-24k codes 24 kHz audio with its top octave; speech-16k stops at 8 kHz, so on a bright chord its
-    output has nothing above 9 kHz where the original's faint upper harmonics lie and music-24k's has as much."""
+    """music-24k codes 24 kHz audio with its top octave: on a bright chord its output keeps the faint upper
+    harmonics above 9 kHz. speech-16k stops at 8 kHz, so its plain output is further from the original in 24 kHz
+    log-mel distance. (Its post-filter, which raises the chord's peaks below 8 kHz, brings it closer on this
+    clip: recipes/librispeech/RESULTS.md.)"""
     x = _bright_chord(3.0, 24000)
     music = vqaudio.load("music-24k")
     assert music.sample_rate == 24000 and music.default_codebooks == 4 and music.bitrate() == 2000
     from_music = music.resynth(x, 24000).samples[0].numpy()[: x.size]
-    from_speech = vqaudio.load("speech-16k").resynth(x, 24000).samples[0].numpy()
-    speech_24k = soxr.resample(from_speech, 16000, 24000)[: x.size]
-    assert mel_distance(x, from_music, 24000) < MUSIC_MAX_MEL_DISTANCE
     top = _share_above(x, 24000, 9000.0)
-    assert top > 1e-5
-    assert _share_above(from_music, 24000, 9000.0) > top / 2
-    assert _share_above(speech_24k, 24000, 9000.0) < top * 1e-6
+    assert top > 1e-5 and _share_above(from_music, 24000, 9000.0) > top / 2
+    from_speech = vqaudio.load("speech-16k", postfilter=False).resynth(x, 24000).samples[0].numpy()
+    speech_24k = soxr.resample(from_speech, 16000, 24000)[: x.size]
+    d_music = mel_distance(x, from_music, 24000)
+    d_speech = mel_distance(x, np.pad(speech_24k, (0, x.size - speech_24k.size)), 24000)
+    assert d_music < MUSIC_MAX_MEL_DISTANCE and d_music < d_speech

@@ -275,7 +275,7 @@ def test_dropout_weights_set_the_odds_of_each_codebook_count() -> None:
 
 
 @pytest.mark.parametrize(
-    "weights", [(1.0, 1.0), (0.0, 0.0, 0.0, 0.0), (1.0, -1.0, 1.0, 1.0), (1.0, float("nan"), 1, 1)]
+    "weights", [(1.0, 1.0), (0.0, 0.0, 0.0, 0.0), (1.0, -1.0, 1.0, 1.0), (1.0, float("nan"), 1, 1), (1, True, 1, 1), 5]
 )
 def test_bad_dropout_weights_are_refused(weights: tuple[float, ...]) -> None:
     with pytest.raises(ConfigError, match="dropout_weights"):

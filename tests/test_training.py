@@ -311,6 +311,18 @@ def test_a_frozen_quantizer_draws_its_codebook_counts_with_the_dropout_weights(c
     assert {r["n_codebooks"] for r in records if "loss" in r} == {2.0}
 
 
+def test_mel_over_changes_the_codec_loss_but_not_the_logged_l1(corpus: Path, tmp_path: Path) -> None:
+    firsts = []
+    for over in (0.0, 0.5):
+        cfg = load_config(DEBUG, _overrides(corpus, steps=1, log_every=1, valid_every=100, **{"loss.mel_over": over}))
+        Trainer(cfg, tmp_path / f"over{over}", progress=False).fit()
+        lines = (tmp_path / f"over{over}" / "metrics.jsonl").read_text().splitlines()
+        firsts.append(next(r for r in map(json.loads, lines) if "loss" in r))
+    # Same seed, same first batch and weights: the logged (symmetric) L1 agrees, the loss trained on does not.
+    assert firsts[0]["mel_l1"] == pytest.approx(firsts[1]["mel_l1"], rel=1e-6)
+    assert firsts[0]["loss"] != pytest.approx(firsts[1]["loss"], rel=1e-4)
+
+
 def test_new_decoder_for_a_finished_codec_keeps_its_tokens(corpus: Path, tmp_path: Path) -> None:
     """init_modules + freeze: a wider decoder, trained adversarially on log-mel, for a codec whose encoder and
     codebooks stay exactly as they were, so tokens written by the first codec decode with the second."""

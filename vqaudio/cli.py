@@ -271,6 +271,7 @@ def _describe_model(tok: Any) -> dict[str, Any]:
         "default_vocoder": tok.default_vocoder,
         "vocoders": list(tok.vocoders),
         "postfilter": tok.model.net_config.postfilter if tok.model.has_postfilter else 0.0,
+        "postfilter_offset": tok.model.net_config.postfilter_offset if tok.model.has_postfilter else 0.0,
         "postfilter_below": tok.model.net_config.postfilter_below if tok.model.has_postfilter else 0.0,
         "checksum": tok.checksum[:16],
         "codes_checksum": tok.codes_checksum[:16],
@@ -416,8 +417,6 @@ def export(
         float | None,
         typer.Option(
             "--postfilter",
-            min=0.0,
-            max=1.0,
             help="Spectral post-filter strength (0 removes it); its centre is fitted on --postfilter-data. "
             "Default: keep the codec's.",
         ),
@@ -430,7 +429,7 @@ def export(
     ] = None,
     postfilter_below: Annotated[
         float,
-        typer.Option("--postfilter-below", min=0.0, max=1.0, help="How much it deepens log-mel below the centre."),
+        typer.Option("--postfilter-below", help="How much it deepens log-mel below the centre (0 to 1)."),
     ] = 0.0,
     force: ForceOpt = False,
 ) -> None:
@@ -439,7 +438,10 @@ def export(
         from vqaudio.training.export import export_release
 
         _refuse_existing(output / "config.json", force)
-        extra = json.loads(card.read_text()) if card else {}
+        try:
+            extra = json.loads(card.read_text()) if card else {}
+        except (json.JSONDecodeError, OSError) as e:
+            _fail(f"{card}: {e}")
         path = export_release(
             codec,
             output,
@@ -453,8 +455,8 @@ def export(
             postfilter_below=postfilter_below,
         )
         typer.echo(f"released {name} -> {path}")
-    except (json.JSONDecodeError, OSError) as e:
-        _fail(f"{card}: {e}")
+    except OSError as e:
+        _fail(f"{output}: {e.strerror or e}")
     except VQAudioError as e:
         _fail(str(e))
 

@@ -28,6 +28,8 @@ def masked_asymmetric_l1(
 ) -> torch.Tensor:
     """Mean of ``|x - y|`` weighted ``1 + over`` where ``x > y`` and ``1 - over`` where ``x < y``, over valid
     positions; ``over = 0`` is :func:`masked_l1`. Its minimiser is a quantile below the median (0.5 - over / 2)."""
+    if not 0.0 <= over < 1.0:  # at 1 or more an undershoot would cost nothing or be rewarded
+        raise ValueError(f"over must be in [0, 1), got {over}")
     diff = x - y
     return masked_l1(diff * (1.0 + over * torch.sign(diff)), torch.zeros_like(diff), mask)
 

@@ -61,7 +61,7 @@ class SpectralNetConfig:
             raise ConfigError("kernel_size must be odd")
         if not 0.0 <= self.postfilter <= 1.0 or not math.isfinite(self.postfilter_offset):
             raise ConfigError("postfilter must be in [0, 1] and postfilter_offset finite")
-        if not 0.0 <= self.postfilter_below <= 1.0:
+        if isinstance(self.postfilter_below, bool) or not 0.0 <= self.postfilter_below <= 1.0:
             raise ConfigError("postfilter_below must be in [0, 1]")
         if self.postfilter_below and not self.postfilter:
             raise ConfigError("postfilter_below needs a post-filter (postfilter > 0)")

@@ -34,16 +34,20 @@ class RVQConfig:
         if not 0.0 <= self.dropout <= 1.0:
             raise ConfigError("dropout must be in [0, 1]")
         w = self.dropout_weights
-        if w and (
-            len(w) != self.num_codebooks
-            or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in w
+        if (
+            not isinstance(w, tuple)
+            or w
+            and (
+                len(w) != self.num_codebooks
+                or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in w
+                )
+                or sum(w) <= 0
             )
-            or sum(w) <= 0
         ):
             raise ConfigError(
                 f"dropout_weights needs {self.num_codebooks} non-negative numbers (one per codebook count), "
-                f"not all zero; got {list(w)}"
+                f"not all zero; got {w!r}"
             )
 
 

@@ -86,7 +86,7 @@ class LossConfig:
     adv_start_step: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.mel_over < 1.0:
+        if isinstance(self.mel_over, bool) or not 0.0 <= self.mel_over < 1.0:
             raise ConfigError(f"loss.mel_over must be in [0, 1), got {self.mel_over}")
 
 

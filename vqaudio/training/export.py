@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def fit_postfilter(codec: SpectralVQVAE, files: Sequence[str | Path], n_codebook
     """The post-filter's centre: the mean decoded log-mel per band ``[n_mels]`` over ``files``.
 
     Decoded at ``n_codebooks`` (default: all), every frame counted alike, silences included: the filter
-    lifts what stands above a band's usual level in the speech the codec was trained on.
+    lifts what stands above a band's usual level in the speech the codec was trained on, and deepens what
+    lies below it.
     """
     if not files:
         raise VQAudioError("the post-filter needs at least one training file to fit its centre")
@@ -136,6 +138,16 @@ def export_release(
     if postfilter is None and (postfilter_data is not None or postfilter_offset != 1.0 or postfilter_below):
         raise VQAudioError(
             "--postfilter-data, --postfilter-offset and --postfilter-below need --postfilter (the strength to fit)"
+        )
+    if postfilter is not None and not 0.0 <= postfilter <= 1.0:
+        raise VQAudioError(f"--postfilter must be between 0 and 1, got {postfilter}")
+    if not 0.0 <= postfilter_below <= 1.0:
+        raise VQAudioError(f"--postfilter-below must be between 0 and 1, got {postfilter_below}")
+    if not math.isfinite(postfilter_offset):
+        raise VQAudioError(f"--postfilter-offset must be a finite number, got {postfilter_offset}")
+    if postfilter == 0 and (postfilter_offset != 1.0 or postfilter_below):
+        raise VQAudioError(
+            "--postfilter 0 removes the post-filter; --postfilter-offset and --postfilter-below need one"
         )
     if postfilter is not None:
         files: list[Path] = []

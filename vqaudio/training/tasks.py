@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vqaudio.data.dataset import Batch
-from vqaudio.errors import VQAudioError
+from vqaudio.errors import ConfigError, VQAudioError
 from vqaudio.losses import (
     MelLoss,
     MultiResolutionSTFTLoss,
@@ -64,6 +64,8 @@ class CodecTask(Task):
         super().__init__(config)
         self.model: CodecModel = build_codec(config.model)
         self.produces_audio = self.model.family == "waveform"
+        if self.produces_audio and config.loss.mel_over:
+            raise ConfigError("loss.mel_over applies to spectral codecs (their log-mel L1), not waveform ones")
         self.stft_loss = MultiResolutionSTFTLoss()
         self.mel_loss = MelLoss(config.model.mel)
         # A frozen quantizer runs in eval mode and so skips quantizer dropout: draw the bitrate here instead,
@@ -160,6 +162,7 @@ class VocoderTask(Task):
             if loaded.config.mel != config.model.mel:
                 raise VQAudioError(f"{config.codec_model}: its mel features differ from the vocoder's")
             self.codec = loaded.codec.eval().requires_grad_(False)
+            self.codec_config = loaded.config
             # Its own generator, so drawing the number of codebooks does not disturb the global RNG stream.
             self.generator = torch.Generator().manual_seed(config.seed)
 
@@ -169,7 +172,7 @@ class VocoderTask(Task):
             target = log_mel(audio[:, 0], self.config.model.mel)
             if self.codec is None:
                 return target
-            k = int(torch.randint(1, self.codec.num_codebooks + 1, (), generator=self.generator))
+            k = draw_num_codebooks(self.codec_config.rvq, self.generator) if self.codec_config.quantizer == "rvq" else 1
             decoded = self.codec.decode(self.codec.encode(audio, lengths, n_codebooks=k))
             return decoded[..., : target.shape[-1]]
 
