@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--n-codebooks", type=int, default=None)
-    p.add_argument("--vocoders", nargs="+", default=["learned", "griffin-lim"])
+    p.add_argument("--vocoders", nargs="+", default=["learned", "griffin-lim", "hybrid"])
     p.add_argument("--encode-precision", default="float32", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--decode-precision", default="auto", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--long-seconds", type=float, default=0.0, help="also stream-encode a file this long")

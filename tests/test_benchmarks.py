@@ -23,7 +23,8 @@ def test_chunking_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     rows = [[cell.strip() for cell in row] for row in rows[1:]]  # drop the header
-    assert [(r[0], r[1]) for r in rows] == [(v, w) for v in ("learned", "griffin-lim") for w in ("0.5", "0.1")]
+    names = ("learned", "griffin-lim", "hybrid")
+    assert [(r[0], r[1]) for r in rows] == [(v, w) for v in names for w in ("0.5", "0.1")]
     for vocoder, _, diff, convergence in rows:
         bound = 1e-4 if vocoder == "learned" else 1e-1
         assert 0 <= float(diff) <= bound and 0 <= float(convergence) <= bound
@@ -81,8 +82,10 @@ def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model
         ("tokenize", "-"),
         ("resynth", "learned"),
         ("resynth", "griffin-lim"),
+        ("resynth", "hybrid"),
         ("vocode (mel to audio)", "learned"),
         ("vocode (mel to audio)", "griffin-lim"),
+        ("vocode (mel to audio)", "hybrid"),
     ]
     speeds = {t: float(row[4]) for t, row in zip(tasks, rows, strict=True)}
     assert all(x > 0 for x in speeds.values())
@@ -90,6 +93,7 @@ def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model
     # (Which row is faster is the benchmark's finding, not a test's: on a tiny model under load it can flip.)
     arithmetic = {t: row[2].strip() for t, row in zip(tasks, rows, strict=True)}
     assert arithmetic[("vocode (mel to audio)", "griffin-lim")] == "float32"
+    assert arithmetic[("vocode (mel to audio)", "hybrid")] == "float32"
 
 
 def test_tones_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -101,7 +105,8 @@ def test_tones_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")][2:]
     rows = [[cell.strip() for cell in row] for row in rows]
-    assert [(r[0], r[1]) for r in rows] == [(v, f) for v in ("learned", "griffin-lim") for f in ("100", "137.5")]
+    names = ("learned", "griffin-lim", "hybrid")
+    assert [(r[0], r[1]) for r in rows] == [(v, f) for v in names for f in ("100", "137.5")]
     for vocoder, f0, energy, on_harmonics, mel_l1 in rows:
         assert float(mel_l1) >= 0 and 0 <= float(on_harmonics) <= 1 and float(energy) >= 0
         if vocoder == "griffin-lim" and f0 == "100":

@@ -488,7 +488,7 @@ def test_info_model_dir(model: str, tiny_model_dir: Path) -> None:
     assert d["name"] == "tiny" and d["family"] == "spectral"
     assert d["sample_rate"] == "16000" and d["frame_rate"] == "50.0"
     assert d["bitrates_kbps"] == "[0.3, 0.6, 0.9, 1.2]"
-    assert d["vocoders"] == "['learned', 'griffin-lim']"
+    assert d["vocoders"] == "['learned', 'griffin-lim', 'hybrid']"
     assert d["training_data"] == "none (test model)"
 
 

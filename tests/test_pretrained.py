@@ -27,7 +27,7 @@ def test_default_model_is_speech_16k_at_1_5_kbps(tok: vqaudio.Tokenizer) -> None
     assert tok.name == "speech-16k" and tok.sample_rate == 16000 and tok.frame_rate == 50
     assert tok.default_codebooks == 3 and tok.bitrate() == 1500
     assert tok.bitrate(1) == 500 and tok.bitrate(tok.num_codebooks) == 3000
-    assert set(tok.vocoders) == {"learned", "griffin-lim"}
+    assert set(tok.vocoders) == {"learned", "griffin-lim", "hybrid"}
     assert tok.checksum == vqaudio.load_model(vqaudio.shipped_models()["speech-16k"]).checksum
 
 

@@ -180,12 +180,15 @@ def test_decode_accepts_raw_codes(spectral: Tokenizer) -> None:
 
 
 def test_vocoders_differ(spectral: Tokenizer) -> None:
-    assert spectral.vocoders == ("learned", "griffin-lim")
+    assert spectral.vocoders == ("learned", "griffin-lim", "hybrid")
     assert spectral.default_vocoder == "learned"
     enc = spectral.encode(speech_like(0.5), SR)
     learned = spectral.decode(enc, vocoder="learned").samples
     assert torch.equal(spectral.decode(enc).samples, learned)
-    assert not torch.allclose(spectral.decode(enc, vocoder="griffin-lim").samples, learned)
+    griffin_lim = spectral.decode(enc, vocoder="griffin-lim").samples
+    hybrid = spectral.decode(enc, vocoder="hybrid").samples
+    assert hybrid.shape == learned.shape and torch.isfinite(hybrid).all()
+    assert not torch.allclose(griffin_lim, learned) and not torch.allclose(hybrid, griffin_lim)
 
 
 def test_unknown_vocoder(spectral: Tokenizer) -> None:

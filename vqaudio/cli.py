@@ -42,6 +42,7 @@ class Precision(str, enum.Enum):
 class VocoderChoice(str, enum.Enum):
     learned = "learned"
     griffin_lim = "griffin-lim"
+    hybrid = "hybrid"
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Shipped model name or model directory.")]

@@ -35,9 +35,9 @@ from vqaudio.models.io import LoadedModel, load_model
 from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible
 from vqaudio.vocoders.base import Vocoder
-from vqaudio.vocoders.griffin_lim_vocoder import GriffinLimVocoder
+from vqaudio.vocoders.griffin_lim_vocoder import GriffinLimVocoder, WarmStartGriffinLim
 
-VOCODERS = ("learned", "griffin-lim")
+VOCODERS = ("learned", "griffin-lim", "hybrid")
 DEFAULT_WINDOW_SECONDS = 30.0
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -193,6 +193,9 @@ class Tokenizer:
             self._vocoders["learned"] = loaded.vocoder
         if isinstance(self.model, SpectralVQVAE):
             self._vocoders["griffin-lim"] = GriffinLimVocoder(self.model.mel_config).eval()
+            if loaded.vocoder is not None:
+                # Griffin-Lim started from the learned vocoder's phase (same weights, no extra download).
+                self._vocoders["hybrid"] = WarmStartGriffinLim(self.model.mel_config, loaded.vocoder).eval()
 
     # -- facts ---------------------------------------------------------------------------------------
     @property

@@ -199,7 +199,8 @@ fi
 
 if run_stage 6; then
     echo "stage 6: evaluation on $(wc -l < "$data/valid.list") held-out files"
-    systems=("vqaudio:$exp/release@1+learned" "vqaudio:$exp/release+learned" "vqaudio:$exp/release+griffin-lim")
+    systems=("vqaudio:$exp/release@1+learned" "vqaudio:$exp/release+learned" "vqaudio:$exp/release+griffin-lim"
+        "vqaudio:$exp/release+hybrid")
     # With a post-filter, also the codec's plain output, so the table shows what the filter adds.
     [ -n "${postfilter:-}" ] && systems+=("vqaudio:$exp/release+griffin-lim~plain")
     "$python" "$recipes_dir/../benchmarks/quality.py" --list "$data/valid.list" --root . --systems "${systems[@]}" \

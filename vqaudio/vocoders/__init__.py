@@ -2,7 +2,7 @@
 
 from vqaudio.vocoders.base import Vocoder
 from vqaudio.vocoders.griffin_lim import GriffinLimConfig, griffin_lim, spectral_convergence
-from vqaudio.vocoders.griffin_lim_vocoder import GriffinLimVocoder
+from vqaudio.vocoders.griffin_lim_vocoder import GriffinLimVocoder, WarmStartGriffinLim
 from vqaudio.vocoders.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "ISTFTVocoder",
     "ISTFTVocoderConfig",
     "Vocoder",
+    "WarmStartGriffinLim",
     "griffin_lim",
     "spectral_convergence",
 ]

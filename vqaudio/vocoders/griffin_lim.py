@@ -38,18 +38,28 @@ def griffin_lim(
     stft_config: STFTConfig,
     config: GriffinLimConfig = GriffinLimConfig(),
     length: int | None = None,
+    initial_phase: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Estimate a waveform whose STFT magnitude matches ``magnitude``.
 
     Args:
         magnitude: ``[..., n_freqs, F]`` non-negative linear magnitude.
         length: output samples, default ``F * hop``.
+        initial_phase: ``[..., n_freqs, F]`` complex phasors to start from (any modulus), instead of
+            ``config.init``: the phase of another back end's output, for one.
     Returns:
         ``[..., length]`` float32 waveform.
     """
     # Iterate in frame-major layout [..., F, n_freqs]: every FFT then runs along contiguous memory.
     mag = magnitude.float().transpose(-1, -2).contiguous()
-    if config.init == "random":
+    if initial_phase is not None:
+        if initial_phase.shape != magnitude.shape or not initial_phase.is_complex():
+            raise ValueError(
+                f"initial_phase must be complex {tuple(magnitude.shape)}, got {tuple(initial_phase.shape)}"
+            )
+        start = initial_phase.to(torch.complex64).transpose(-1, -2)
+        angles = start * fast_modulus(start).clamp_min(1e-8).reciprocal()
+    elif config.init == "random":
         gen = torch.Generator(device="cpu").manual_seed(config.seed)
         phase = torch.rand(magnitude.shape, generator=gen).transpose(-1, -2) * (2 * torch.pi)
         angles = torch.polar(torch.ones_like(mag), phase.to(mag.device))

@@ -1,10 +1,11 @@
-"""Griffin-Lim as a :class:`~vqaudio.vocoders.base.Vocoder`: mel -> linear magnitude -> phase estimation."""
+"""Griffin-Lim as a :class:`~vqaudio.vocoders.base.Vocoder`: mel -> linear magnitude -> phase estimation; and
+the same started from a learned vocoder's phase."""
 
 from __future__ import annotations
 
 import torch
 
-from vqaudio.spectral import MelConfig, mel_to_magnitude
+from vqaudio.spectral import MelConfig, mel_to_magnitude, stft
 from vqaudio.vocoders.base import Vocoder
 from vqaudio.vocoders.griffin_lim import GriffinLimConfig, griffin_lim
 
@@ -28,3 +29,40 @@ class GriffinLimVocoder(Vocoder):
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         mag = mel_to_magnitude(log_mel, self.mel_config, self.mel_inversion_iters)
         return griffin_lim(mag, self.mel_config.stft, self.config, log_mel.shape[-1] * self.hop_length)
+
+
+class WarmStartGriffinLim(Vocoder):
+    """Griffin-Lim that starts from the phase of a learned vocoder's output instead of zero phase.
+
+    The learned vocoder's phase is close enough that the iterations refine it rather than build one from
+    nothing: on decoded speech, 16 iterations from it match 32 from zero phase, and 32 from it score higher
+    (recipes/librispeech/RESULTS.md). The magnitude is still the mel's own inversion, as in plain Griffin-Lim.
+    """
+
+    name = "hybrid"
+    low_precision_ok = False
+
+    def __init__(
+        self,
+        mel: MelConfig,
+        learned: Vocoder,
+        config: GriffinLimConfig = GriffinLimConfig(),
+        mel_inversion_iters: int = 30,
+    ) -> None:
+        super().__init__(mel)
+        if learned.mel_config != mel:
+            raise ValueError("the learned vocoder must read the same mel features")
+        self.learned = learned
+        self.griffin_lim = GriffinLimVocoder(mel, config, mel_inversion_iters)
+
+    @property
+    def context_frames(self) -> int:
+        return self.griffin_lim.context_frames + self.learned.context_frames
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        length = log_mel.shape[-1] * self.hop_length
+        start = self.learned(log_mel).float()[..., :length]
+        phase = stft(start, self.mel_config.stft)[..., : log_mel.shape[-1]]
+        g = self.griffin_lim
+        mag = mel_to_magnitude(log_mel, self.mel_config, g.mel_inversion_iters)
+        return griffin_lim(mag, self.mel_config.stft, g.config, length, initial_phase=phase)
