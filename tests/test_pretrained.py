@@ -28,10 +28,12 @@ def test_default_model_is_speech_16k_at_1_5_kbps(tok: vqaudio.Tokenizer) -> None
     assert tok.default_codebooks == 3 and tok.bitrate() == 1500
     assert tok.bitrate(1) == 500 and tok.bitrate(tok.num_codebooks) == 3000
     assert set(tok.vocoders) == {"learned", "griffin-lim", "hybrid"}
+    # The card's choice itself, not the fallback a missing or misspelt default would get.
+    assert tok.loaded.card["default_vocoder"] == "hybrid" == tok.default_vocoder
     assert tok.checksum == vqaudio.load_model(vqaudio.shipped_models()["speech-16k"]).checksum
 
 
-@pytest.mark.parametrize(("vocoder", "min_stoi"), [("griffin-lim", 0.7), ("learned", 0.7)])
+@pytest.mark.parametrize(("vocoder", "min_stoi"), [("hybrid", 0.7), ("griffin-lim", 0.7), ("learned", 0.7)])
 def test_example_clip_stays_intelligible(tok: vqaudio.Tokenizer, vocoder: str, min_stoi: float) -> None:
     """STOI of the resynthesized example against the original (measured 0.79 with Griffin-Lim at 1.5 kbps)."""
     ref, rate = sf.read(EXAMPLE, dtype="float32")
@@ -55,6 +57,7 @@ def test_every_shipped_model_is_complete(name: str) -> None:
     tok = vqaudio.Tokenizer(loaded)
     assert 1 <= tok.default_codebooks <= tok.num_codebooks
     assert tok.default_vocoder in tok.vocoders
+    assert loaded.card.get("default_vocoder") in (None, *tok.vocoders)
 
 
 def _bright_chord(seconds: float, rate: int) -> np.ndarray:

@@ -70,7 +70,8 @@ PostFilterOpt = Annotated[
     ),
 ]
 VocoderOpt = Annotated[
-    VocoderChoice | None, typer.Option("--vocoder", help="Back end for spectral models (default: learned).")
+    VocoderChoice | None,
+    typer.Option("--vocoder", help="Back end for spectral models (default: the model card's default_vocoder)."),
 ]
 
 

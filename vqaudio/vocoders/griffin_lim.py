@@ -58,7 +58,9 @@ def griffin_lim(
                 f"initial_phase must be complex {tuple(magnitude.shape)}, got {tuple(initial_phase.shape)}"
             )
         start = initial_phase.to(torch.complex64).transpose(-1, -2)
-        angles = start * fast_modulus(start).clamp_min(1e-8).reciprocal()
+        modulus = fast_modulus(start)
+        # A bin with nothing in it (digital silence) starts at phase zero, as the default start does.
+        angles = torch.where(modulus > 1e-8, start / modulus.clamp_min(1e-8), torch.ones_like(start))
     elif config.init == "random":
         gen = torch.Generator(device="cpu").manual_seed(config.seed)
         phase = torch.rand(magnitude.shape, generator=gen).transpose(-1, -2) * (2 * torch.pi)
