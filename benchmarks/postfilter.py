@@ -44,7 +44,7 @@ def score_shapes(
     """``(label, PESQ-WB, STOI, log-mel L1)`` for the plain output, then for each shape."""
     import vqaudio
     from vqaudio.audio import load_audio
-    from vqaudio.evaluation import align_delay, mel_distance, pesq_wb, stoi
+    from vqaudio.evaluation import score
     from vqaudio.models.spectral import SpectralPostFilter, SpectralVQVAE
 
     tok = vqaudio.load(model, decode_precision="float32", postfilter=False)
@@ -79,14 +79,8 @@ def score_shapes(
             scores = []
             for mel, ref in zip(decoded, refs, strict=True):
                 out = gl(mel if pf is None else pf(mel))[0].float().numpy()[: ref.size]
-                al = align_delay(ref, out, sr // 20)
-                scores.append(
-                    (
-                        pesq_wb(al.reference, al.estimate, sr),
-                        stoi(al.reference, al.estimate, sr),
-                        mel_distance(al.reference, al.estimate, sr),
-                    )
-                )
+                s = score(ref, out, sr)
+                scores.append((s.pesq_wb, s.stoi, s.mel_distance))
             mean = np.nanmean(np.array(scores), axis=0)
             rows.append((label, float(mean[0]), float(mean[1]), float(mean[2])))
     return rows

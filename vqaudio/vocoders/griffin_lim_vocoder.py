@@ -26,9 +26,12 @@ class GriffinLimVocoder(Vocoder):
         # Each iteration spreads phase information by one window; chunking is approximate (see docs/cli.md).
         return 2 * self.mel_config.stft.n_fft // self.hop_length + 8
 
-    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, log_mel: torch.Tensor, initial_phase: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, n_mels, F]`` -> ``[B, F * hop]``; ``initial_phase`` (complex ``[B, n_freqs, F]``) replaces the
+        configured start (see :func:`griffin_lim`)."""
         mag = mel_to_magnitude(log_mel, self.mel_config, self.mel_inversion_iters)
-        return griffin_lim(mag, self.mel_config.stft, self.config, log_mel.shape[-1] * self.hop_length)
+        length = log_mel.shape[-1] * self.hop_length
+        return griffin_lim(mag, self.mel_config.stft, self.config, length, initial_phase=initial_phase)
 
 
 class WarmStartGriffinLim(Vocoder):
@@ -75,7 +78,4 @@ class WarmStartGriffinLim(Vocoder):
         made = self.learned.synthesize(log_mel, anchor, probe)
         start = made.audio.float()[..., :length]
         phase = stft(start, self.mel_config.stft)[..., : log_mel.shape[-1]]
-        g = self.griffin_lim
-        mag = mel_to_magnitude(log_mel, self.mel_config, g.mel_inversion_iters)
-        audio = griffin_lim(mag, self.mel_config.stft, g.config, length, initial_phase=phase)
-        return Synthesis(audio, made.phase)
+        return Synthesis(self.griffin_lim(log_mel, initial_phase=phase), made.phase)
