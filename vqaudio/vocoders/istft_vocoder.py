@@ -14,6 +14,11 @@ next; a convolutional network fed a steady mel gives the same output at every fr
 predicted phase cannot advance, and overlapping frames of a steady harmonic that lies between two bins
 cancel. The integrated head predicts each bin's deviation from its centre frequency and a per-frame
 offset; the phase is the running sum of bin frequency plus deviation, plus that offset.
+
+With ``consistency_iters`` the head's spectrum is projected a few times onto consistent spectrograms (fast
+Griffin-Lim's step, keeping the predicted magnitude) before the inverse STFT. A head's frames are predicted
+independently, so where overlapping frames disagree in phase they partly cancel; trained through the
+projections, the network learns an output that they turn into frames that agree.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack
 from vqaudio.errors import ConfigError
 from vqaudio.spectral import LOG_EPS, MelConfig, STFTConfig, istft_frames, mel_inverse_on_grid
 from vqaudio.vocoders.base import Synthesis, Vocoder
+from vqaudio.vocoders.griffin_lim import GriffinLimConfig, project_consistent
+
+CONSISTENCY_MOMENTUM = GriffinLimConfig.momentum
 
 
 @dataclass(frozen=True)
@@ -39,10 +47,17 @@ class ISTFTVocoderConfig:
     n_fft: int = 640  # head STFT size; its hop is the mel hop
     magnitude_prior: bool = False  # predict log-magnitude relative to the mel basis's pseudo-inverse
     phase: str = "direct"  # "direct": a phase per frame; "integrated": frequency deviations summed over time
+    # Fast Griffin-Lim projections of the head's spectrum onto consistent ones, inside the network (trained
+    # through): overlapping frames then agree with the predicted magnitude instead of partly cancelling.
+    consistency_iters: int = 0
 
     def __post_init__(self) -> None:
         if self.channels < 1 or self.depth < 0 or self.n_fft < 2:
             raise ConfigError("channels, depth and n_fft must be positive")
+        if isinstance(self.consistency_iters, bool) or not 0 <= self.consistency_iters <= 64:
+            raise ConfigError(
+                f"vocoder consistency_iters must be an integer in [0, 64], got {self.consistency_iters!r}"
+            )
         if self.phase not in ("direct", "integrated"):
             raise ConfigError(f"vocoder phase must be 'direct' or 'integrated', got {self.phase!r}")
 
@@ -84,7 +99,13 @@ class ISTFTVocoder(Vocoder):
 
     @property
     def context_frames(self) -> int:
-        return self.config.kernel_size // 2 + self.backbone.receptive_field + self.config.n_fft // self.hop_length + 1
+        # Each consistency projection spreads a frame's content over one more head window either side.
+        windows = 1 + self.config.consistency_iters
+        return (
+            self.config.kernel_size // 2
+            + self.backbone.receptive_field
+            + windows * (self.config.n_fft // self.hop_length + 1)
+        )
 
     def spectrum(self, log_mel: torch.Tensor, anchor: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
         """``[B, n_mels, F]`` -> the head's complex STFT ``[B, n_fft // 2 + 1, F]``."""
@@ -119,6 +140,13 @@ class ISTFTVocoder(Vocoder):
         # and interleaved by hand: torch.polar takes several times longer on a CPU.
         mag = torch.exp(log_mag.transpose(1, 2).clamp(max=6.0))
         phase = phase.transpose(1, 2)
+        if self.config.consistency_iters:
+            angles = torch.view_as_complex(torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1))
+            length = log_mel.shape[-1] * self.hop_length
+            spec = project_consistent(
+                mag, angles, self.head_stft, self.config.consistency_iters, CONSISTENCY_MOMENTUM, length
+            )
+            return spec, running
         parts = torch.stack([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
         return torch.view_as_complex(parts), running
 
