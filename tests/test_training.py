@@ -459,3 +459,36 @@ def test_every_recipe_config_builds_a_working_model(conf: Path) -> None:
             assert vocoder is not None
             mel = torch.zeros(1, cfg.model.mel.n_mels, 20)
             assert vocoder.eval()(mel).shape == (1, 20 * vocoder.hop_length)
+
+
+def test_export_sets_the_vocoders_consistency_iters(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--consistency-iters changes only how many projections the bundled vocoder runs: same weights, a
+    different output; out of range, or with no vocoder, a one-line error and nothing written."""
+    from typer.testing import CliRunner
+
+    from vqaudio.cli import app
+
+    runner = CliRunner()
+    base = ["export", "--codec", str(tiny_model_dir), "--name", "tiny", "--full"]
+    out = tmp_path / "rel"
+    r = runner.invoke(app, [*base, "--vocoder", str(tiny_model_dir), "-o", str(out), "--consistency-iters", "3"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["model"]["vocoder"]["consistency_iters"] == 3
+    original, released = load_model(tiny_model_dir), load_model(out)
+    assert original.vocoder is not None and released.vocoder is not None
+    assert released.vocoder.config.consistency_iters == 3 and original.vocoder.config.consistency_iters == 0
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(original.vocoder.state_dict().values(), released.vocoder.state_dict().values(), strict=True)
+    )
+    mel = torch.randn(1, original.config.mel.n_mels, 40) - 4
+    with torch.inference_mode():
+        assert float((original.vocoder(mel) - released.vocoder(mel)).abs().max()) > 1e-4
+    for args, match in [
+        (["--vocoder", str(tiny_model_dir), "--consistency-iters", "65"], "between 0 and 64"),
+        (["--vocoder", str(tiny_model_dir), "--consistency-iters", "-1"], "between 0 and 64"),
+        (["--consistency-iters", "2"], "needs --vocoder"),
+    ]:
+        r = runner.invoke(app, [*base, "-o", str(tmp_path / "bad"), *args])
+        assert r.exit_code == 1 and r.stderr.count("\n") == 1 and match in r.stderr, (args, r.output)
+        assert not (tmp_path / "bad").exists()

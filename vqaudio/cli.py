@@ -433,6 +433,13 @@ def export(
         float,
         typer.Option("--postfilter-below", help="How much it deepens log-mel below the centre (0 to 1)."),
     ] = 0.0,
+    consistency_iters: Annotated[
+        int | None,
+        typer.Option(
+            "--consistency-iters",
+            help="Consistency projections the learned vocoder runs (default: as trained; more cost time).",
+        ),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Bundle a trained codec (and vocoder) into a release directory with a model card."""
@@ -455,6 +462,7 @@ def export(
             postfilter_offset=postfilter_offset,
             postfilter_data=postfilter_data,
             postfilter_below=postfilter_below,
+            consistency_iters=consistency_iters,
         )
         typer.echo(f"released {name} -> {path}")
     except OSError as e:

@@ -119,6 +119,7 @@ def export_release(
     postfilter_offset: float = 1.0,
     postfilter_data: str | Path | None = None,
     postfilter_below: float = 0.0,
+    consistency_iters: int | None = None,
 ) -> Path:
     """Write ``output/config.json`` + ``output/model.safetensors`` + ``output/README.md`` (the model card).
 
@@ -128,6 +129,9 @@ def export_release(
     ``postfilter`` (a strength in [0, 1]) sets the spectral post-filter and fits its centre on the files of
     the ``postfilter_data`` manifest, decoded at the card's ``default_codebooks``; 0 removes it; ``None``
     keeps whatever the codec has. ``postfilter_offset`` and ``postfilter_below`` shape it (SpectralPostFilter).
+
+    ``consistency_iters`` sets how many consistency projections the bundled vocoder runs (``None`` keeps the
+    count it was trained with). They have no weights, so a vocoder trained through a few can run more.
     """
     codec = load_run_or_model(codec_dir)
     if codec.codec is None:
@@ -149,6 +153,10 @@ def export_release(
         raise VQAudioError(
             "--postfilter 0 removes the post-filter; --postfilter-offset and --postfilter-below need one"
         )
+    if consistency_iters is not None and vocoder_dir is None:
+        raise VQAudioError("--consistency-iters needs --vocoder")
+    if consistency_iters is not None and (isinstance(consistency_iters, bool) or not 0 <= consistency_iters <= 64):
+        raise VQAudioError(f"--consistency-iters must be between 0 and 64, got {consistency_iters}")
     if postfilter is not None:
         files: list[Path] = []
         if postfilter:
@@ -168,7 +176,11 @@ def export_release(
             raise ModelError(f"{vocoder_dir}: holds no vocoder")
         if voc.config.mel != config.mel:
             raise ModelError(f"{vocoder_dir}: vocoder was trained on other mel features than the codec decodes")
-        config = dataclasses.replace(config, vocoder=voc.config.vocoder)
+        voc_config = voc.config.vocoder
+        assert voc_config is not None  # a loaded vocoder always has its config
+        if consistency_iters is not None:
+            voc_config = dataclasses.replace(voc_config, consistency_iters=consistency_iters)
+        config = dataclasses.replace(config, vocoder=voc_config)
         vocoder = voc.vocoder
         card.setdefault("vocoder_training", _training_record(voc, "vocoder"))
     path = save_model(output, name, config, codec_module, vocoder, card=card, half=half)
