@@ -33,9 +33,10 @@ from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack
 from vqaudio.errors import ConfigError
 from vqaudio.spectral import LOG_EPS, MelConfig, STFTConfig, istft_frames, mel_inverse_on_grid
 from vqaudio.vocoders.base import Synthesis, Vocoder
-from vqaudio.vocoders.griffin_lim import GriffinLimConfig, project_consistent
+from vqaudio.vocoders.griffin_lim import project_consistent
 
-CONSISTENCY_MOMENTUM = GriffinLimConfig.momentum
+# Fixed, not configurable: trained weights depend on it, and it is not stored with them.
+CONSISTENCY_MOMENTUM = 0.99
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class ISTFTVocoderConfig:
     def __post_init__(self) -> None:
         if self.channels < 1 or self.depth < 0 or self.n_fft < 2:
             raise ConfigError("channels, depth and n_fft must be positive")
-        if isinstance(self.consistency_iters, bool) or not 0 <= self.consistency_iters <= 64:
+        k = self.consistency_iters
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 64:
             raise ConfigError(
                 f"vocoder consistency_iters must be an integer in [0, 64], got {self.consistency_iters!r}"
             )
