@@ -19,6 +19,7 @@ from vqaudio.vocoders import (
 )
 
 STFT = STFTConfig(n_fft=1024, hop_length=160, win_length=640)
+MEL = MelConfig(sample_rate=16000, stft=STFT, n_mels=80)
 
 # Measured on speech_like(1 s), 32 iterations: momentum 0.99 reaches 0.054 from zero phase and 0.051-0.058
 # from random phases (seeds 0-3); plain Griffin-Lim (momentum 0) stays at 0.152.
@@ -145,13 +146,12 @@ def test_consistency_iters_make_the_learned_head_agree_with_its_magnitude(signal
     """An untrained head's frames are far from consistent: overlap-add cancels part of what it predicts.
     Projections inside the network pull the output's magnitude toward the predicted one, more with more
     of them, and leave the predicted magnitude itself alone."""
-    mel_config = MelConfig(sample_rate=16000, stft=STFT, n_mels=80)
-    mel = log_mel(signal, mel_config)[None]
+    mel = log_mel(signal, MEL)[None]
     torch.manual_seed(0)
-    plain = ISTFTVocoder(mel_config, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640)).eval()
+    plain = ISTFTVocoder(MEL, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640)).eval()
     errors = []
     for k in (0, 2, 8):
-        vocoder = ISTFTVocoder(mel_config, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640, consistency_iters=k))
+        vocoder = ISTFTVocoder(MEL, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640, consistency_iters=k))
         vocoder.load_state_dict(plain.state_dict())
         with torch.inference_mode():
             predicted = vocoder.spectrum(mel).abs()[0]
@@ -164,8 +164,7 @@ def test_consistency_iters_make_the_learned_head_agree_with_its_magnitude(signal
 
 def test_a_learned_head_trains_through_its_consistency_iters() -> None:
     """The projections are differentiable: finite gradients reach the backbone."""
-    mel_config = MelConfig(sample_rate=16000, stft=STFT, n_mels=80)
-    vocoder = ISTFTVocoder(mel_config, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640, consistency_iters=2))
+    vocoder = ISTFTVocoder(MEL, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640, consistency_iters=2))
     mel = torch.cat([torch.randn(1, 80, 20) - 4, torch.full((1, 80, 10), -11.5)], dim=-1)
     vocoder(mel).square().mean().backward()
     grads = [p.grad for p in vocoder.parameters()]
@@ -183,12 +182,11 @@ def test_consistency_iters_widen_the_learned_vocoders_context(signal: torch.Tens
     """Each projection spreads a frame over one more head window, so the context that chunked decoding
     adds grows with them: cutting the input changes the output just inside the context a head without
     projections needs, and not beyond the context it reports."""
-    mel_config = MelConfig(sample_rate=16000, stft=STFT, n_mels=80)
-    mel = log_mel(torch.cat([signal, signal.flip(0)]), mel_config)[None]
+    mel = log_mel(torch.cat([signal, signal.flip(0)]), MEL)[None]
     cut, hop = 150, STFT.hop_length
     torch.manual_seed(0)
-    vocoder = ISTFTVocoder(mel_config, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640, consistency_iters=4)).eval()
-    without = ISTFTVocoder(mel_config, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640)).context_frames
+    vocoder = ISTFTVocoder(MEL, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640, consistency_iters=4)).eval()
+    without = ISTFTVocoder(MEL, ISTFTVocoderConfig(channels=16, depth=1, n_fft=640)).context_frames
     with torch.inference_mode():
         whole, chunk = vocoder(mel)[0], vocoder(mel[..., :cut])[0]
     peak = float(whole.abs().max())
