@@ -262,6 +262,37 @@ def test_vocoder_fine_tunes_on_codec_outputs(corpus: Path, tmp_path: Path) -> No
         load_config(DEBUG, _overrides(corpus, codec_model=str(codec_dir)))
 
 
+def test_vocoder_learns_from_post_filtered_codec_output(corpus: Path, tmp_path: Path) -> None:
+    """codec_postfilter runs the codec's post-filter on its decoded mel, as inference does before a back end."""
+    from vqaudio.data.manifest import scan_audio, write_manifest
+    from vqaudio.errors import ConfigError, VQAudioError
+    from vqaudio.training.export import export_release
+
+    codec_dir = Trainer(load_config(DEBUG, _overrides(corpus, steps=2)), tmp_path / "codec", progress=False).fit()
+    manifest = write_manifest(scan_audio([corpus], min_sample_rate=16000), tmp_path / "train.tsv")
+    export_release(codec_dir, tmp_path / "rel", "debug", half=False, postfilter=0.5, postfilter_data=manifest)
+    voc_conf = RECIPES / "librispeech" / "conf" / "debug_vocoder.toml"
+
+    def features(**extra: object) -> tuple[torch.Tensor, Trainer]:
+        cfg = load_config(voc_conf, _overrides(corpus, steps=1, codec_model=str(tmp_path / "rel"), **extra))
+        trainer = Trainer(cfg, tmp_path / f"voc{len(extra)}", progress=False)
+        batch = next(iter(trainer._loader()))
+        return trainer.task.features(batch.audio, batch.lengths), trainer  # type: ignore[attr-defined]
+
+    plain, _ = features()
+    filtered, trainer = features(codec_postfilter=True)
+    codec = trainer.task.codec  # type: ignore[attr-defined]
+    assert torch.allclose(filtered, codec.postfilter(plain), atol=1e-5)
+    assert not torch.allclose(filtered, plain, atol=1e-3)
+    export_release(tmp_path / "rel", tmp_path / "out", "snap", vocoder_dir=trainer.fit(), half=False)
+    assert "trained on the log-mel decoded and post-filtered by" in (tmp_path / "out" / "README.md").read_text()
+    with pytest.raises(ConfigError, match="needs codec_model"):
+        load_config(voc_conf, _overrides(corpus, codec_postfilter=True))
+    with pytest.raises(VQAudioError, match="has no post-filter"):
+        cfg = load_config(voc_conf, _overrides(corpus, codec_model=str(codec_dir), codec_postfilter=True))
+        Trainer(cfg, tmp_path / "nopf", progress=False)
+
+
 def test_export_from_a_run_directory(corpus: Path, tmp_path: Path) -> None:
     """A run's latest checkpoint exports like its finished model: same weights, its step on the card."""
     from vqaudio.errors import VQAudioError

@@ -112,6 +112,9 @@ class TrainConfig:
     # (random number of codebooks per batch) instead of the true log-mel, so it learns to undo the codec's
     # smoothing rather than only to invert clean features.
     codec_model: str | None = None
+    # Vocoder task only: run ``codec_model``'s spectral post-filter on its decoded log-mel, as inference does
+    # before the back end, so the vocoder learns from the features it will be given.
+    codec_postfilter: bool = False
     # Submodules of the model (top-level names such as "encoder", "quantizer") to take from ``init_from``;
     # empty takes everything. Lets a resized decoder start from a finished encoder and codebooks.
     init_modules: tuple[str, ...] = ()
@@ -130,6 +133,8 @@ class TrainConfig:
             raise ConfigError("task 'vocoder' needs a [model.vocoder] section")
         if self.codec_model is not None and self.task != "vocoder":
             raise ConfigError("codec_model applies to the vocoder task only")
+        if self.codec_postfilter and self.codec_model is None:
+            raise ConfigError("codec_postfilter needs codec_model")
         if self.teacher is not None and self.task != "codec":
             raise ConfigError("teacher applies to the codec task only")
         if self.teacher is not None and not self.loss.distill > 0:

@@ -220,7 +220,8 @@ def _stage_lines(record: dict[str, Any]) -> list[str]:
     if config.get("freeze"):
         lines.append(f"frozen: {', '.join(config['freeze'])}")
     if config.get("codec_model"):
-        lines.append(f"trained on the log-mel decoded by {config['codec_model']}")
+        filtered = " and post-filtered" if config.get("codec_postfilter") else ""
+        lines.append(f"trained on the log-mel decoded{filtered} by {config['codec_model']}")
     if config.get("teacher"):
         lines.append(f"encoder distilled from {config['teacher']}")
     # Markdown joins adjacent lines into one paragraph; a trailing backslash keeps them apart.

@@ -154,13 +154,15 @@ class VocoderTask(Task):
         self.mel_loss = MelLoss(config.model.mel)
         mel_stft = config.model.mel.stft
         self.phase_loss = PhaseLoss(STFTConfig(n_fft=mel_stft.window_length, hop_length=mel_stft.hop_length))
-        self.codec: CodecModel | None = None
+        self.codec: SpectralVQVAE | None = None
         if config.codec_model is not None:
             loaded = load_model(config.codec_model)
             if loaded.codec is None or not isinstance(loaded.codec, SpectralVQVAE):
                 raise VQAudioError(f"{config.codec_model}: not a spectral codec")
             if loaded.config.mel != config.model.mel:
                 raise VQAudioError(f"{config.codec_model}: its mel features differ from the vocoder's")
+            if config.codec_postfilter and not loaded.codec.has_postfilter:
+                raise VQAudioError(f"{config.codec_model}: codec_postfilter is set but the codec has no post-filter")
             self.codec = loaded.codec.eval().requires_grad_(False)
             self.codec_config = loaded.config
             # Its own generator, so drawing the number of codebooks does not disturb the global RNG stream.
@@ -174,6 +176,8 @@ class VocoderTask(Task):
                 return target
             k = draw_num_codebooks(self.codec_config.rvq, self.generator) if self.codec_config.quantizer == "rvq" else 1
             decoded = self.codec.decode(self.codec.encode(audio, lengths, n_codebooks=k))
+            if self.config.codec_postfilter:
+                decoded = self.codec.postfilter(decoded)
             return decoded[..., : target.shape[-1]]
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
