@@ -12,6 +12,9 @@
 #   postfilter     optional: strength of the spectral post-filter stage 5 fits on the training audio
 #   postfilter_offset, postfilter_below
 #                  optional: its offset and its deepening below the centre (vqaudio export --postfilter-*)
+#   consistency_iters
+#                  optional: consistency projections the released learned vocoder runs (vqaudio export
+#                  --consistency-iters); they have no weights, so it may run more than it was trained through
 #   release_card   optional: model-card JSON stage 5 starts from (default_codebooks, default_vocoder, ...); the
 #                  post-filter is fitted at its default_codebooks and stage 6 scores that setting
 #
@@ -190,10 +193,11 @@ if run_stage 5; then
         [ -n "${postfilter_offset:-}" ] && pf+=(--postfilter-offset "$postfilter_offset")
         [ -n "${postfilter_below:-}" ] && pf+=(--postfilter-below "$postfilter_below")
     fi
-    card=()
-    [ -n "${release_card:-}" ] && card=(--card "$release_card")
+    opts=()
+    [ -n "${release_card:-}" ] && opts+=(--card "$release_card")
+    [ -n "${consistency_iters:-}" ] && opts+=(--consistency-iters "$consistency_iters")
     "$vqaudio" export --codec "$codec_model" --vocoder "$vocoder_model" --name "$name" \
-        --output "$exp/release" ${pf[@]+"${pf[@]}"} ${card[@]+"${card[@]}"} --force
+        --output "$exp/release" ${pf[@]+"${pf[@]}"} ${opts[@]+"${opts[@]}"} --force
     done_stage 5
 fi
 
