@@ -1,14 +1,15 @@
-"""Post-filter shapes side by side: PESQ-WB, STOI and log-mel L1 of Griffin-Lim on a codec's decoded log-mel.
+"""Post-filter shapes side by side: PESQ-WB, STOI and log-mel L1 of a back end on a codec's decoded log-mel.
 
     python benchmarks/postfilter.py --model speech-16k --list recipes/librispeech/data/speech-16k/train.tsv \\
         --count 12 --start 5 --every 19 --shape 0.15,1,0 --shape 0.125,0,0.25
 
-Chooses a post-filter on training audio, not on the dev list the results are reported on. Each file is
-encoded once at ``--n-codebooks`` (the model's default), decoded once to plain log-mel, and every shape
+Chooses a post-filter on training audio, not on the dev list the results are reported on. Each file is encoded
+once at ``--n-codebooks`` (the model's default), decoded once to plain log-mel, and every shape
 ``STRENGTH,OFFSET,BELOW`` (see :class:`vqaudio.models.spectral.SpectralPostFilter`) is applied to that same
-log-mel before Griffin-Lim, so the rows differ only in the filter. The centre is the model's own (fitted at
-its release) or, with ``--fit``, the mean decoded log-mel of the scored files. The first row is the plain
-output. Scores are means over files, after delay alignment, like ``benchmarks/quality.py``.
+log-mel before the back end (``--vocoder``, Griffin-Lim unless told), so the rows differ only in the filter.
+The centre is the model's own (fitted at its release) or, with ``--fit``, the mean decoded log-mel of the
+scored files. The first row is the plain output. Scores are means over files, after delay alignment, like
+``benchmarks/quality.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def score_shapes(
     shapes: Sequence[tuple[float, float, float]],
     n_codebooks: int | None = None,
     fit: bool = False,
+    vocoder: str = "griffin-lim",
 ) -> list[tuple[str, float, float, float]]:
     """``(label, PESQ-WB, STOI, log-mel L1)`` for the plain output, then for each shape."""
     import vqaudio
@@ -68,17 +70,17 @@ def score_shapes(
     else:
         raise VQAudioError(f"{model} has no fitted post-filter centre; pass --fit to fit one on the scored files")
     filters: list[tuple[str, torch.nn.Module | None]] = [("plain", None)]
-    for s, off, below in shapes:
-        shaped = SpectralPostFilter(codec.n_mels, s, off, below)
+    for strength, off, below in shapes:
+        shaped = SpectralPostFilter(codec.n_mels, strength, off, below)
         shaped.centre.copy_(centre)
-        filters.append((f"{s:g},{off:g},{below:g}", shaped))
-    gl = tok.vocoder("griffin-lim")
+        filters.append((f"{strength:g},{off:g},{below:g}", shaped))
+    tok.vocoder(vocoder)  # a one-line error, before any scoring, if the model has no such back end
     rows = []
     with torch.inference_mode():
         for label, pf in filters:
             scores = []
             for mel, ref in zip(decoded, refs, strict=True):
-                out = gl(mel if pf is None else pf(mel))[0].float().numpy()[: ref.size]
+                out = tok.vocode(mel if pf is None else pf(mel), vocoder)[0].numpy()[: ref.size]
                 s = score(ref, out, sr)
                 scores.append((s.pesq_wb, s.stoi, s.mel_distance))
             mean = np.nanmean(np.array(scores), axis=0)
@@ -86,9 +88,11 @@ def score_shapes(
     return rows
 
 
-def markdown(model: str, n_files: int, rows: Sequence[tuple[str, float, float, float]]) -> str:
+def markdown(
+    model: str, n_files: int, rows: Sequence[tuple[str, float, float, float]], vocoder: str = "griffin-lim"
+) -> str:
     lines = [
-        f"Post-filter shapes for `{model}`, Griffin-Lim, {n_files} files:",
+        f"Post-filter shapes for `{model}`, back end {vocoder}, {n_files} files:",
         "",
         "| strength, offset, below | PESQ-WB | STOI | log-mel L1 |",
         "| --- | ---: | ---: | ---: |",
@@ -107,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shape", type=parse_shape, action="append", default=[], help="STRENGTH,OFFSET,BELOW")
     parser.add_argument("--n-codebooks", type=int, default=None)
     parser.add_argument("--fit", action="store_true", help="fit the centre on the scored files")
+    parser.add_argument("--vocoder", default="griffin-lim", help="back end: griffin-lim, learned or hybrid")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -122,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             SpectralNetConfig(postfilter=strength, postfilter_offset=offset, postfilter_below=below)
 
         files = [e.path for e in read_manifest(args.list)][args.start :: args.every][: args.count]
-        rows = score_shapes(args.model, files, args.shape, args.n_codebooks, args.fit)
+        rows = score_shapes(args.model, files, args.shape, args.n_codebooks, args.fit, args.vocoder)
     except VQAudioError as e:  # ConfigError included
         print(f"error: {e}", file=sys.stderr)
         return 1
-    table = markdown(args.model, len(files), rows)
+    table = markdown(args.model, len(files), rows, args.vocoder)
     print(table, end="")
     if args.out:
         args.out.write_text(table)

@@ -201,6 +201,14 @@ def test_postfilter_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     rows = [[cell.strip() for cell in row] for row in rows]
     assert [r[0] for r in rows] == ["plain", "0,0,0", "1,0,1"] and "2 files" in out.read_text()
     assert rows[1][1:] == rows[0][1:] and rows[2][3] != rows[0][3]
+    # The same shapes ahead of the learned vocoder: other audio, so other scores, and the back end named.
+    learned = tmp_path / "pf-learned.md"
+    done = subprocess.run([*cmd, *shapes, "--fit", "--vocoder", "learned", "--out", str(learned)], text=True)
+    assert done.returncode == 0 and "back end learned" in learned.read_text()
+    rows_learned = [line.split("|")[2:-1] for line in learned.read_text().splitlines() if line.startswith("| ")][2:]
+    assert [[c.strip() for c in r] for r in rows_learned] != [r[1:] for r in rows]
+    bad = subprocess.run([*cmd, *shapes, "--fit", "--vocoder", "wavenet"], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "wavenet" in bad.stderr
     # The tiny model was released without a post-filter: no centre to use unless asked to fit one.
     bad = subprocess.run([*cmd, *shapes], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "--fit" in bad.stderr
