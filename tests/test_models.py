@@ -365,8 +365,9 @@ def test_load_refuses_unknown_config_key(model_dir: Path, where: str) -> None:
         table[where]["colour"] = "blue"
 
     _edit_config(model_dir, edit)
-    with pytest.raises(ModelError, match="colour"):
+    with pytest.raises(ModelError, match="colour") as caught:
         load_model(model_dir)
+    assert "newer vqaudio" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_load_refuses_future_format(model_dir: Path) -> None:

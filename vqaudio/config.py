@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from vqaudio.errors import ConfigError
+from vqaudio.errors import ConfigError, UnknownKeyError
 
 T = TypeVar("T")
 
@@ -40,7 +40,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; nested dataclasses are built recursively.
 
-    Unknown keys raise :class:`ConfigError` so a typo in a config file is caught, not silently ignored.
+    Unknown keys raise :class:`UnknownKeyError` (a :class:`ConfigError`) so a typo in a config file is caught,
+    not silently ignored.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a table/object, got {type(data).__name__}")
@@ -48,7 +49,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - fields)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
+        raise UnknownKeyError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)

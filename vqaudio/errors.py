@@ -25,3 +25,7 @@ class ModelError(VQAudioError):
 
 class ConfigError(VQAudioError):
     """A configuration value is out of range or inconsistent with the others."""
+
+
+class UnknownKeyError(ConfigError):
+    """A configuration names a setting this version does not have: a typo, or a file written by a newer one."""

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from vqaudio.config import from_dict, to_dict
-from vqaudio.errors import ConfigError, ModelError
+from vqaudio.errors import ConfigError, ModelError, UnknownKeyError
 from vqaudio.models.base import CodecModel
 from vqaudio.models.builders import ModelConfig, build_codec, build_vocoder
 from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
@@ -125,6 +125,10 @@ def load_model(directory: str | Path, *, verify: bool = True) -> LoadedModel:
         raise ModelError(f"{cfg_path}: model format {meta['format']} is newer than this vqaudio reads; upgrade")
     try:
         config = from_dict(ModelConfig, meta["model"], "model")
+    except UnknownKeyError as e:
+        # The format number only moves when a file's layout changes; a model from a newer vqaudio with a setting
+        # this one lacks still says format 1, and lands here.
+        raise ModelError(f"{cfg_path}: {e}; a model made by a newer vqaudio needs an upgrade") from None
     except ConfigError as e:
         raise ModelError(f"{cfg_path}: {e}") from None
     weights = directory / str(meta["weights"].get("file", WEIGHTS_FILE))
