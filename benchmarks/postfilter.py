@@ -55,6 +55,7 @@ def score_shapes(
         raise VQAudioError(f"{model}: only a spectral codec has a post-filter")
     if not files:
         raise VQAudioError("no files to score")
+    tok.vocoder(vocoder)  # a one-line error before any decoding if the model has no such back end
     sr = tok.sample_rate
     decoded, refs = [], []
     with torch.inference_mode():
@@ -74,7 +75,6 @@ def score_shapes(
         shaped = SpectralPostFilter(codec.n_mels, strength, off, below)
         shaped.centre.copy_(centre)
         filters.append((f"{strength:g},{off:g},{below:g}", shaped))
-    tok.vocoder(vocoder)  # a one-line error, before any scoring, if the model has no such back end
     rows = []
     with torch.inference_mode():
         for label, pf in filters:

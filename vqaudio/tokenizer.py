@@ -253,7 +253,7 @@ class Tokenizer:
 
     @property
     def default_vocoder(self) -> str | None:
-        """The model card's ``default_vocoder`` (whichever measured better), else the learned one if shipped."""
+        """The model card's ``default_vocoder`` (chosen on quality, then speed), else the learned one if shipped."""
         preferred = self.loaded.card.get("default_vocoder")
         if preferred in self._vocoders:
             return str(preferred)
