@@ -128,7 +128,7 @@ def load_model(directory: str | Path, *, verify: bool = True) -> LoadedModel:
     except UnknownKeyError as e:
         # The format number only moves when a file's layout changes; a model from a newer vqaudio with a setting
         # this one lacks still says format 1, and lands here.
-        raise ModelError(f"{cfg_path}: {e}; a model made by a newer vqaudio needs an upgrade") from None
+        raise ModelError(f"{cfg_path}: {e}; if a newer vqaudio made this model, upgrade") from None
     except ConfigError as e:
         raise ModelError(f"{cfg_path}: {e}") from None
     weights = directory / str(meta["weights"].get("file", WEIGHTS_FILE))
