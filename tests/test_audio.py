@@ -357,6 +357,10 @@ def test_check_samples() -> None:
         check_samples(torch.zeros(2, 0), "x.wav")
     with pytest.raises(AudioError, match=r"^y\.wav: contains 2 NaN/Inf"):
         check_samples(torch.tensor([[0.0, float("nan"), float("inf")]]), "y.wav")
+    # Finite samples whose float32 sum overflows are still accepted; a lone -Inf among them is still caught.
+    check_samples(torch.full((1, 8), 3e38), "loud.wav")
+    with pytest.raises(AudioError, match=r"contains 1 NaN/Inf sample\(s\), the first at channel 0, sample 3"):
+        check_samples(torch.tensor([[3e38, 3e38, 1.0, -float("inf")]]), "z.wav")
 
 
 def test_no_raw_soundfile_error_escapes(tmp_path: Path) -> None:
