@@ -7,6 +7,12 @@ clip's own log-mel to audio), and peak memory.
 Every measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. x real-time
 is audio seconds divided by the median wall time of ``--repeats`` runs after one warm-up. Time the machine
 when nothing else runs: a background job halves what this sees.
+
+The work column counts the floating-point operations of the matrix products and convolutions in one run
+(``torch.utils.flop_counter``; FFTs and elementwise steps are not counted), per second of audio, and the rate
+column is that work times x real-time: the arithmetic rate the run sustained. Together they say how far a
+speed target is from what the CPU does: at a fixed work per second of audio, x real-time only rises with the
+rate.
 """
 
 from __future__ import annotations
@@ -71,6 +77,11 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
             tok.resynth(audio, tok.sample_rate, n_codebooks=k, vocoder=args.vocoder)
 
     run()
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    work = counter.get_total_flops() / seconds
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -83,6 +94,8 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
         "arithmetic": arithmetic,
         "seconds": seconds,
         "x_realtime": seconds / wall,
+        "mflop_per_second": work / 1e6,
+        "gflop_rate": work * seconds / wall / 1e9,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -190,15 +203,23 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Arithmetic is encoder / decoder; `auto` decoding uses bfloat16 where the CPU has it natively.",
         "",
-        "| task | vocoder | arithmetic | audio (s) | x real-time | peak memory (MB) |",
-        "| --- | --- | --- | ---: | ---: | ---: |",
+        "Work: MFLOP of matrix products and convolutions per second of audio (FFTs not counted); rate: the"
+        " GFLOP/s that work ran at (work x real-time).",
+        "",
+        "| task | vocoder | arithmetic | audio (s) | x real-time | work (MFLOP/s) | rate (GFLOP/s) |"
+        " peak memory (MB) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+
+    def number(r: dict[str, object], key: str, digits: int) -> str:
+        return f"{float(r[key]):.{digits}f}" if key in r else "-"  # type: ignore[arg-type]
+
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r.get('vocoder') or '-'} | {r['arithmetic']} | "
-            f"{float(r['seconds']):.1f} | "  # type: ignore[arg-type]
-            f"{float(r['x_realtime']):.0f} | {float(r['peak_rss_mb']):.0f} |"
-        )  # type: ignore[arg-type]
+            f"| {r['task']} | {r.get('vocoder') or '-'} | {r['arithmetic']} | {number(r, 'seconds', 1)} | "
+            f"{number(r, 'x_realtime', 0)} | {number(r, 'mflop_per_second', 0)} | {number(r, 'gflop_rate', 1)} | "
+            f"{number(r, 'peak_rss_mb', 0)} |"
+        )
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:

@@ -89,6 +89,15 @@ def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model
     ]
     speeds = {t: float(row[4]) for t, row in zip(tasks, rows, strict=True)}
     assert all(x > 0 for x in speeds.values())
+    # The work column counts the network's products per audio second; the rate is that work at the row's speed.
+    work = {t: float(row[5]) for t, row in zip(tasks, rows, strict=True)}
+    rate = {t: float(row[6]) for t, row in zip(tasks, rows, strict=True)}
+    assert work[("tokenize", "-")] > 0
+    assert work[("resynth", "learned")] > work[("tokenize", "-")]  # the encoder and then the decoder and vocoder
+    for t in tasks:
+        # Work and speed are printed whole and the rate to 0.1: allow what that rounding can move.
+        slack = ((work[t] + 0.5) * 0.5 + speeds[t] * 0.5) / 1000 + 0.05
+        assert abs(rate[t] - work[t] * speeds[t] / 1000) <= slack, (t, rate[t], work[t], speeds[t])
     # Each back end is timed in the arithmetic resynthesis gives it: Griffin-Lim always in float32.
     # (Which row is faster is the benchmark's finding, not a test's: on a tiny model under load it can flip.)
     arithmetic = {t: row[2].strip() for t, row in zip(tasks, rows, strict=True)}
