@@ -14,6 +14,10 @@ recipes_dir=$(cd .. && pwd)
 name=music-24k
 codec_conf=conf/music24k.toml; voc_conf=conf/vocoder24k.toml
 debug_codec_conf=conf/debug.toml; debug_voc_conf=conf/debug_vocoder.toml
+# Stage 4b fine-tunes the vocoder on the codec's decoded mel through 4 consistency projections; the release
+# runs 8, as the speech recipe's does
+voc_ft_conf=conf/vocoder24k_finetune.toml; debug_voc_ft_conf=conf/debug_vocoder.toml
+consistency_iters=8
 eval_rate=24000
 min_rate=22050
 default_corpus=fma_small
