@@ -89,7 +89,8 @@ def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model
     ]
     speeds = {t: float(row[4]) for t, row in zip(tasks, rows, strict=True)}
     assert all(x > 0 for x in speeds.values())
-    # The work column counts the network's products per audio second; the rate is that work at the row's speed.
+    # The work column counts matrix products and convolutions (network and mel front end) per audio second;
+    # the rate is that work at the row's speed.
     work = {t: float(row[5]) for t, row in zip(tasks, rows, strict=True)}
     rate = {t: float(row[6]) for t, row in zip(tasks, rows, strict=True)}
     assert work[("tokenize", "-")] > 0

@@ -86,9 +86,9 @@ def check_samples(samples: torch.Tensor, source: str) -> None:
     """
     if samples.numel() == 0:
         raise AudioError(f"{source}: contains no audio samples (zero length)")
-    # One float32 sum is NaN/Inf whenever a sample is, and costs a twentieth of an elementwise test over the
-    # whole signal; only when it is not finite (bad input, or finite samples large enough to overflow it) is
-    # every sample tested.
+    # One sum is NaN/Inf whenever a sample is, and costs far less than an elementwise test over the whole
+    # signal; only when it is not finite (bad input, or finite samples large enough to overflow it) is every
+    # sample tested.
     if bool(torch.isfinite(samples.sum())):
         return
     finite = torch.isfinite(samples)
