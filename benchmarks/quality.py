@@ -12,9 +12,10 @@ Systems:
     codec2-3200, codec2-1200, codec2-700C, opus-6, opus-8   Debian command-line codecs
     griffin-lim-true-mel       Griffin-Lim from the original's own mel spectrogram: the ceiling of a
                                perfect mel codec followed by a Griffin-Lim back end
-    vqaudio:<model>[@K][+vocoder][%precision][~plain]   a vqaudio model with K codebooks, the named vocoder
-                               and the decoder arithmetic (auto, float32 or bfloat16; default auto, as the
-                               CLI); ~plain skips the model's post-filter (as --no-postfilter)
+    vqaudio:<model>[@K][+vocoder][%precision][~beamN][~plain]   a vqaudio model with K codebooks, the named
+                               vocoder and the decoder arithmetic (auto, float32 or bfloat16; default auto, as
+                               the CLI); ~beamN searches codes with a beam of N (as --beam N; default: the
+                               model's); ~plain skips the model's post-filter (as --no-postfilter)
     vocoder:<model>[+vocoder]  a vqaudio model's back end alone (default: the model's default one) on the
                                original's own mel, as the model analyses it: how far the back end by itself
                                is from the original, with no codec in front of it
@@ -53,8 +54,8 @@ GRIFFIN_LIM = "griffin-lim-true-mel"
 DEFAULT_SYSTEMS = [*REFERENCE_CODECS, GRIFFIN_LIM]
 _VOCODER_SYSTEM = re.compile(r"^vocoder:(?P<model>[^+]+)(?:\+(?P<vocoder>.+))?$")
 _VQAUDIO_SYSTEM = re.compile(
-    r"^vqaudio:(?P<model>[^@+%]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%~]+))?(?:%(?P<precision>auto|float32|bfloat16))?"
-    r"(?P<plain>~plain)?$"
+    r"^vqaudio:(?P<model>[^@+%~]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%~]+))?(?:%(?P<precision>auto|float32|bfloat16))?"
+    r"(?:~beam(?P<beam>[1-9]\d*))?(?P<plain>~plain)?$"
 )
 
 # Mel analysis for the Griffin-Lim ceiling: 80 bands, 40 ms window, 10 ms hop (640 and 160 samples at 16 kHz).
@@ -126,12 +127,16 @@ def _vqaudio_system(spec: str, rate: int = RATE) -> System:
     match = _VQAUDIO_SYSTEM.match(spec)
     if match is None:
         raise VQAudioError(
-            f"{spec}: expected vqaudio:<model>[@K][+vocoder][%precision][~plain], e.g. vqaudio:speech-16k@3+learned"
+            f"{spec}: expected vqaudio:<model>[@K][+vocoder][%precision][~beamN][~plain], "
+            "e.g. vqaudio:speech-16k@3+learned"
         )
     import vqaudio
 
     tokenizer = vqaudio.load(  # type: ignore[attr-defined]
-        match["model"], decode_precision=match["precision"] or "auto", postfilter=match["plain"] is None
+        match["model"],
+        decode_precision=match["precision"] or "auto",
+        postfilter=match["plain"] is None,
+        beam=int(match["beam"]) if match["beam"] else None,
     )
     options: dict[str, Any] = {}
     if match["k"] is not None:

@@ -3,6 +3,7 @@ clip's own log-mel to audio), and peak memory.
 
     python benchmarks/speed.py --model speech-16k --audio examples/hello.wav --threads 2
     python benchmarks/speed.py --model speech-16k --long-seconds 3600     # peak memory on a 1-hour file
+    python benchmarks/speed.py --model speech-16k --beams 1 8             # tokenize with each code search width
 
 Every measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. x real-time
 is audio seconds divided by the median wall time of ``--repeats`` runs after one warm-up. Time the machine
@@ -35,7 +36,9 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
     from vqaudio.audio import load_audio
 
     torch.set_num_threads(args.threads)
-    tok = vqaudio.load(args.model, encode_precision=args.encode_precision, decode_precision=args.decode_precision)
+    tok = vqaudio.load(
+        args.model, encode_precision=args.encode_precision, decode_precision=args.decode_precision, beam=args.beam
+    )
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
     arithmetic = (
         names[tok.encode_dtype] if args.task == "tokenize" else f"{names[tok.encode_dtype]} / {names[tok.decode_dtype]}"
@@ -52,6 +55,7 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
         seconds = enc.original_length / enc.sample_rate
         return {
             "task": "resynth-long (file to file)",
+            "beam": tok.beam,
             "vocoder": args.vocoder,
             "arithmetic": arithmetic,
             "seconds": seconds,
@@ -93,6 +97,7 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
     work = counter.get_total_flops() / seconds
     return {
         "task": "vocode (mel to audio)" if args.task == "vocode" else args.task,
+        "beam": None if args.task == "vocode" else tok.beam,
         "vocoder": args.vocoder,
         "arithmetic": arithmetic,
         "seconds": seconds,
@@ -140,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--n-codebooks", type=int, default=None)
+    p.add_argument(
+        "--beams",
+        type=int,
+        nargs="+",
+        default=None,
+        help="code search widths to tokenize with, one row each (default: the model's); the other tasks use the first",
+    )
     p.add_argument("--vocoders", nargs="+", default=["learned", "griffin-lim", "hybrid"])
     p.add_argument("--encode-precision", default="float32", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--decode-precision", default="auto", choices=["auto", "float32", "bfloat16"])
@@ -147,12 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     p.add_argument("--task", choices=["tokenize", "resynth", "vocode", "long"], help=argparse.SUPPRESS)
     p.add_argument("--vocoder", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--beam", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.beams is not None and min(args.beams) < 1:
+        p.error("--beams must be whole numbers >= 1")
     if args.task:  # subprocess mode
         print(json.dumps(_worker(args)))
         return 0
 
-    def measure(task: str, audio: Path, vocoder: str | None = None) -> dict[str, object]:
+    def measure(task: str, audio: Path, vocoder: str | None = None, beam: int | None = None) -> dict[str, object]:
         cmd = [
             sys.executable,
             __file__,
@@ -175,22 +190,25 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--n-codebooks", str(args.n_codebooks)]
         if vocoder:
             cmd += ["--vocoder", vocoder]
+        if beam is not None:
+            cmd += ["--beam", str(beam)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    rows = [measure("tokenize", args.audio)]
+    beams = args.beams or [None]
+    rows = [measure("tokenize", args.audio, beam=b) for b in beams]
     import vqaudio
 
     available = vqaudio.load(args.model).vocoders or (None,)
-    rows += [measure("resynth", args.audio, v) for v in args.vocoders if v in available]
+    rows += [measure("resynth", args.audio, v, beams[0]) for v in args.vocoders if v in available]
     if available == (None,):
-        rows.append(measure("resynth", args.audio))
+        rows.append(measure("resynth", args.audio, beam=beams[0]))
     else:
         rows += [measure("vocode", args.audio, v) for v in args.vocoders if v in available]
     if args.long_seconds:
         with tempfile.TemporaryDirectory() as tmp:
             fast = "learned" if "learned" in available else None
-            rows.append(measure("long", _make_long_file(args.long_seconds, Path(tmp) / "long.wav"), fast))
+            rows.append(measure("long", _make_long_file(args.long_seconds, Path(tmp) / "long.wav"), fast, beams[0]))
     k = args.n_codebooks or "default"
     command = "python " + " ".join(["benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)])
     from vqaudio.tokenizer import native_bfloat16
@@ -204,14 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {_count(args.repeats, 'run')}, on "
         f"{_cpu_name()} ({'with' if native_bfloat16() else 'without'} native bfloat16):",
         "",
-        "Arithmetic is encoder / decoder; `auto` decoding uses bfloat16 where the CPU has it natively.",
+        "Arithmetic is encoder / decoder; `auto` decoding uses bfloat16 where the CPU has it natively. Beam: the"
+        " width of the code search when encoding (1: greedy).",
         "",
         "Work: MFLOP of matrix products and convolutions per second of audio (FFTs not counted); rate: the"
         " GFLOP/s that work ran at (work x real-time).",
         "",
-        "| task | vocoder | arithmetic | audio (s) | x real-time | work (MFLOP/s) | rate (GFLOP/s) |"
+        "| task | beam | vocoder | arithmetic | audio (s) | x real-time | work (MFLOP/s) | rate (GFLOP/s) |"
         " peak memory (MB) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def number(r: dict[str, object], key: str, digits: int) -> str:
@@ -219,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r.get('vocoder') or '-'} | {r['arithmetic']} | {number(r, 'seconds', 1)} | "
+            f"| {r['task']} | {r.get('beam') or '-'} | {r.get('vocoder') or '-'} | {r['arithmetic']} | "
+            f"{number(r, 'seconds', 1)} | "
             f"{number(r, 'x_realtime', 0)} | {number(r, 'mflop_per_second', 0)} | {number(r, 'gflop_rate', 1)} | "
             f"{number(r, 'peak_rss_mb', 0)} |"
         )

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
+import torch
 from conftest import speech_like
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -73,37 +75,43 @@ def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model
     sf.write(clip, speech_like(1.0, 16000, f0=120, seed=0), 16000)
     out = tmp_path / "results.md"
     cmd = [sys.executable, str(BENCHMARKS / "speed.py"), "--model", str(tiny_model_dir), "--audio", str(clip)]
-    done = subprocess.run([*cmd, "--repeats", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True)
+    done = subprocess.run(
+        [*cmd, "--repeats", "1", "--threads", "1", "--beams", "1", "4", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     table = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")]
     rows = table[2:]  # below the header and its rule
-    tasks = [(task.strip(), vocoder.strip()) for task, vocoder, *_ in rows]
+    tasks = [(task.strip(), beam.strip(), vocoder.strip()) for task, beam, vocoder, *_ in rows]
     assert tasks == [
-        ("tokenize", "-"),
-        ("resynth", "learned"),
-        ("resynth", "griffin-lim"),
-        ("resynth", "hybrid"),
-        ("vocode (mel to audio)", "learned"),
-        ("vocode (mel to audio)", "griffin-lim"),
-        ("vocode (mel to audio)", "hybrid"),
+        ("tokenize", "1", "-"),
+        ("tokenize", "4", "-"),
+        ("resynth", "1", "learned"),
+        ("resynth", "1", "griffin-lim"),
+        ("resynth", "1", "hybrid"),
+        ("vocode (mel to audio)", "-", "learned"),
+        ("vocode (mel to audio)", "-", "griffin-lim"),
+        ("vocode (mel to audio)", "-", "hybrid"),
     ]
-    speeds = {t: float(row[4]) for t, row in zip(tasks, rows, strict=True)}
+    speeds = {t: float(row[5]) for t, row in zip(tasks, rows, strict=True)}
     assert all(x > 0 for x in speeds.values())
     # The work column counts matrix products and convolutions (network and mel front end) per audio second;
     # the rate is that work at the row's speed.
-    work = {t: float(row[5]) for t, row in zip(tasks, rows, strict=True)}
-    rate = {t: float(row[6]) for t, row in zip(tasks, rows, strict=True)}
-    assert work[("tokenize", "-")] > 0
-    assert work[("resynth", "learned")] > work[("tokenize", "-")]  # the encoder and then the decoder and vocoder
+    work = {t: float(row[6]) for t, row in zip(tasks, rows, strict=True)}
+    rate = {t: float(row[7]) for t, row in zip(tasks, rows, strict=True)}
+    greedy, searched = ("tokenize", "1", "-"), ("tokenize", "4", "-")
+    assert 0 < work[greedy] < work[searched]  # the beam's distance products are counted too
+    assert work[("resynth", "1", "learned")] > work[greedy]  # the encoder and then the decoder and vocoder
     for t in tasks:
         # Work and speed are printed whole and the rate to 0.1: allow what that rounding can move.
         slack = ((work[t] + 0.5) * 0.5 + speeds[t] * 0.5) / 1000 + 0.05
         assert abs(rate[t] - work[t] * speeds[t] / 1000) <= slack, (t, rate[t], work[t], speeds[t])
     # Each back end is timed in the arithmetic resynthesis gives it: Griffin-Lim always in float32.
     # (Which row is faster is the benchmark's finding, not a test's: on a tiny model under load it can flip.)
-    arithmetic = {t: row[2].strip() for t, row in zip(tasks, rows, strict=True)}
-    assert arithmetic[("vocode (mel to audio)", "griffin-lim")] == "float32"
-    assert arithmetic[("vocode (mel to audio)", "hybrid")] == "float32"
+    arithmetic = {t: row[3].strip() for t, row in zip(tasks, rows, strict=True)}
+    assert arithmetic[("vocode (mel to audio)", "-", "griffin-lim")] == "float32"
+    assert arithmetic[("vocode (mel to audio)", "-", "hybrid")] == "float32"
 
 
 def test_tones_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -229,3 +237,32 @@ def test_postfilter_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
         assert bad.returncode == 1 and bad.stderr.count("\n") == 1, (shape, bad.stderr)
     bad = subprocess.run([*cmd[:-1], str(tmp_path / "missing.tsv")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+
+
+def test_quality_benchmark_takes_a_beam(tiny_model_dir: Path) -> None:
+    """``~beamN`` encodes with that search width, alone or before ``~plain``; a bad one is refused."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from quality import _vqaudio_system, build_systems
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from vqaudio.errors import VQAudioError
+    from vqaudio.tokenizer import load
+
+    x = speech_like(1.0, f0=140.0, seed=6)
+    greedy, searched, bare, plain = build_systems(
+        [
+            f"vqaudio:{tiny_model_dir}@3+learned%float32",
+            f"vqaudio:{tiny_model_dir}@3+learned%float32~beam4",
+            f"vqaudio:{tiny_model_dir}~beam4",
+            f"vqaudio:{tiny_model_dir}@3~beam4~plain",
+        ]
+    )
+    tok = load(tiny_model_dir, decode_precision="float32", beam=4)
+    expected = tok.resynth(torch.from_numpy(x)[None], 16000, n_codebooks=3).samples[0].numpy()
+    assert np.abs(searched.run(x) - expected).max() < 1e-6
+    assert np.abs(greedy.run(x) - expected).max() > 1e-4
+    assert bare.bitrate_kbps == tok.bitrate() / 1000 and plain.bitrate_kbps == tok.bitrate(3) / 1000
+    for bad in ("~beam0", "~beam", "~plain~beam4"):
+        with pytest.raises(VQAudioError, match="expected vqaudio"):
+            _vqaudio_system(f"vqaudio:{tiny_model_dir}@3{bad}")

@@ -192,6 +192,27 @@ def test_tokenize_n_codebooks(speech_wav: Path, model: str) -> None:
     assert "x 2 codebooks" in result.stdout and "(0.60 kbps)" in result.stdout
 
 
+def test_tokenize_and_resynth_beam(speech_wav: Path, tmp_path: Path, model: str) -> None:
+    """--beam reaches the search: the tokens equal the library's with that beam, and resynthesis decodes them."""
+    import torch
+
+    from vqaudio.tokenizer import load
+
+    assert_ok(invoke("tokenize", speech_wav, "-o", tmp_path / "b.npy", "--beam", "4", "--model", model))
+    searched = np.load(tmp_path / "b.npy")
+    expected = load(model, beam=4).encode(speech_wav).codes.numpy()
+    assert np.array_equal(searched, expected)
+    assert not np.array_equal(searched, load(model).encode(speech_wav).codes.numpy())
+    assert_ok(invoke("resynth", speech_wav, tmp_path / "b.wav", "--beam", "4", "--model", model))
+    wanted = load(model).decode(torch.from_numpy(expected), length=24000).samples[0].numpy()
+    written, _ = sf.read(tmp_path / "b.wav", dtype="float32")
+    assert np.abs(written - wanted).max() <= 1.0 / 32768 + 1e-6
+    for bad in ("0", "-3", "x"):
+        result = invoke("tokenize", speech_wav, "--beam", bad, "--model", model)
+        assert result.exit_code != 0 and "--beam" in result.output
+    assert not speech_wav.with_suffix(".vqt").exists()
+
+
 def test_tokenize_too_many_codebooks(speech_wav: Path, model: str) -> None:
     assert_error(invoke("tokenize", speech_wav, "-k", "5", "--model", model), "between 1 and 4")
     assert not speech_wav.with_suffix(".vqt").exists()

@@ -238,6 +238,76 @@ def test_rvq_residual_error_falls_with_each_codebook() -> None:
     assert errors[-1] < 0.5 * errors[0], errors
 
 
+# --- beam search ---------------------------------------------------------------------------------------
+
+
+def _residual_energy(rvq: ResidualVectorQuantizer, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``[B, F]`` squared distance between each latent frame and the sum of its codewords."""
+    return (rvq.decode(codes) - x).pow(2).sum(1)
+
+
+def test_rvq_beam_one_is_greedy() -> None:
+    rvq = _trained(_rvq(num_codebooks=4, kmeans_init=True))
+    x = _randn(3, DIM, 50, seed=11)
+    assert torch.equal(rvq.encode(x, 3, beam=1), rvq.encode(x, 3))
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_rvq_full_beam_finds_the_exhaustive_optimum(n: int) -> None:
+    """A beam as wide as every partial sequence is an exhaustive search: compare with all K**n sequences."""
+    rvq = _trained(_rvq(num_codebooks=3, codebook_size=4, kmeans_init=True))
+    x = _randn(2, DIM, 40, seed=12)
+    with torch.no_grad():
+        found = rvq.encode(x, n, beam=4 ** (n - 1))
+        grid = torch.cartesian_prod(*[torch.arange(4)] * n).reshape(-1, n)  # [4**n, n]
+        sums = sum(rvq.layers[k].codewords()[grid[:, k]] for k in range(n))  # [4**n, DIM]
+        flat = x.transpose(1, 2).reshape(-1, DIM)
+        best = torch.cdist(flat, sums).pow(2).min(1).values.reshape(2, 40)
+        greedy = _residual_energy(rvq, x, rvq.encode(x, n))
+    assert torch.allclose(_residual_energy(rvq, x, found), best, rtol=1e-4, atol=1e-5)
+    # The test means something only if greedy misses the optimum on some frames.
+    assert (greedy > best + 1e-4).any()
+
+
+def test_rvq_wider_beam_comes_closer_to_the_latent() -> None:
+    rvq = _trained(_rvq(num_codebooks=4, kmeans_init=True), steps=5)
+    x = _randn(4, DIM, 128, seed=13)
+    with torch.no_grad():
+        errors = [float(_residual_energy(rvq, x, rvq.encode(x, 4, beam=b)).mean()) for b in (1, 2, 8, 32)]
+    assert all(later <= earlier for earlier, later in zip(errors, errors[1:], strict=False)), errors
+    assert errors[-1] < 0.95 * errors[0], errors
+
+
+def test_rvq_beam_search_treats_frames_alone() -> None:
+    """Chunking the frames inside the search, batching and splitting the input give the same codes."""
+    rvq = _trained(_rvq(num_codebooks=4, kmeans_init=True))
+    x = _randn(2, DIM, 300, seed=14)
+    whole = rvq.encode(x, 4, beam=8)
+    parts = torch.cat([rvq.encode(x[i : i + 1, :, a : a + 100], 4, beam=8) for i in range(2) for a in (0, 100, 200)])
+    assert torch.equal(whole, parts.reshape(2, 3, 4, 100).permute(0, 2, 1, 3).reshape(2, 4, 300))
+    # The search's own chunking: force chunks of a few frames.
+    chunks = rvq._beam_search_frames
+    flat = x.transpose(1, 2).reshape(-1, DIM)
+    pieces = torch.cat([chunks(flat[i : i + 7], 4, 8) for i in range(0, flat.shape[0], 7)])
+    assert torch.equal(pieces, whole.transpose(1, 2).reshape(-1, 4))
+
+
+def test_rvq_beam_search_is_float32_for_bfloat16_input_and_rejects_zero() -> None:
+    rvq = _trained(_rvq(num_codebooks=4, kmeans_init=True))
+    x16 = _randn(2, DIM, 60, seed=15).bfloat16()
+    assert torch.equal(rvq.encode(x16, 3, beam=4), rvq.encode(x16.float(), 3, beam=4))
+    with pytest.raises(ValueError, match="beam"):
+        rvq.encode(x16, 3, beam=0)
+
+
+def test_beam_changes_nothing_for_one_codebook() -> None:
+    vq = _trained(_vq(kmeans_init=True))
+    rvq = _trained(_rvq(num_codebooks=4, kmeans_init=True))
+    x = _randn(2, DIM, 60, seed=16)
+    assert torch.equal(vq.encode(x, beam=8), vq.encode(x))
+    assert torch.equal(rvq.encode(x, 1, beam=8), rvq.encode(x, 1))
+
+
 # --- quantizer dropout -----------------------------------------------------------------------------------
 
 

@@ -235,17 +235,18 @@ def test_decode_zero_frames(spectral: Tokenizer) -> None:
 
 
 @pytest.mark.parametrize("seconds", [4.0, 4.0 + 17 / SR])
-def test_chunked_codes_equal_whole(family_dir: Path, seconds: float) -> None:
-    """0.5 s windows (8+ windows, each with its context) give exactly the whole-file codes."""
-    whole = Tokenizer(load_model(family_dir), window_seconds=BIG_WINDOW)
-    chunked = Tokenizer(load_model(family_dir), window_seconds=0.5)
+@pytest.mark.parametrize("beam", [1, 4])
+def test_chunked_codes_equal_whole(family_dir: Path, seconds: float, beam: int) -> None:
+    """0.5 s windows (8+ windows, each with its context) give exactly the whole-file codes, with any search."""
+    whole = Tokenizer(load_model(family_dir), window_seconds=BIG_WINDOW, beam=beam)
+    chunked = Tokenizer(load_model(family_dir), window_seconds=0.5, beam=beam)
     x = speech_like(seconds)
     assert math.ceil(x.size / HOP) >= 8 * chunked.window_frames  # several windows
     a, b = whole.encode(x, SR), chunked.encode(x, SR)
     assert torch.equal(a.codes, b.codes)
     assert a.original_length == b.original_length == x.size
     # A single-frame window is the extreme case: every window is all context.
-    tiny = Tokenizer(load_model(family_dir), window_seconds=0.02)
+    tiny = Tokenizer(load_model(family_dir), window_seconds=0.02, beam=beam)
     assert tiny.window_frames == 1
     assert torch.equal(tiny.encode(x[:16000], SR).codes, whole.encode(x[:16000], SR).codes)
 
@@ -324,8 +325,9 @@ def test_chunked_griffin_lim_within_bound(tiny_model_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("rate", [16000, 44100])
-def test_batch_equals_single(family_dir: Path, rate: int) -> None:
-    tok = Tokenizer(load_model(family_dir))
+@pytest.mark.parametrize("beam", [1, 4])
+def test_batch_equals_single(family_dir: Path, rate: int, beam: int) -> None:
+    tok = Tokenizer(load_model(family_dir), beam=beam)
     xs = [torch.from_numpy(speech_like(s, rate, f0=100 + 30 * i, seed=i)) for i, s in enumerate((0.37, 1.21, 0.8))]
     xs[2] = torch.stack([xs[2], 0.5 * xs[2]])  # a stereo item among mono ones
     for k in (None, 2):
@@ -584,6 +586,37 @@ def test_model_card_chooses_the_default_vocoder(tmp_path: Path) -> None:
     meta["card"]["default_vocoder"] = "griffin-lim"
     (d / "config.json").write_text(json.dumps(meta))
     assert load(d).default_vocoder == "griffin-lim"
+
+
+def test_model_card_sets_the_default_beam(tmp_path: Path) -> None:
+    import json
+
+    d = make_model_dir(tmp_path / "m")
+    x = speech_like(1.0)
+    greedy = load(d)
+    assert greedy.default_beam == greedy.beam == 1
+    meta = json.loads((d / "config.json").read_text())
+    meta["card"]["default_beam"] = 8
+    (d / "config.json").write_text(json.dumps(meta))
+    tok = load(d)
+    assert tok.default_beam == tok.beam == 8
+    codes = tok.encode(x, SR).codes
+    with torch.inference_mode():
+        direct = tok.model.encode(torch.from_numpy(x)[None, None], n_codebooks=tok.default_codebooks, beam=8)[0]
+    assert torch.equal(codes, direct)
+    assert not torch.equal(codes, greedy.encode(x, SR).codes)  # the search found other codes somewhere
+    assert torch.equal(load(d, beam=1).encode(x, SR).codes, greedy.encode(x, SR).codes)
+    for bad in (0, -2, "8", True, 2.5):
+        meta["card"]["default_beam"] = bad
+        (d / "config.json").write_text(json.dumps(meta))
+        assert load(d).beam == 1
+
+
+@pytest.mark.parametrize("beam", [0, -1, True, 2.0])
+def test_bad_beam_is_refused(tiny_model_dir: Path, beam: object) -> None:
+    with pytest.raises(VQAudioError, match="--beam") as exc:
+        load(tiny_model_dir, beam=beam)  # type: ignore[arg-type]
+    _assert_one_line(exc)
 
 
 def test_model_card_sets_the_default_bitrate(tmp_path: Path) -> None:

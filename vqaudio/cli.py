@@ -50,6 +50,15 @@ NCodebooksOpt = Annotated[
     int | None,
     typer.Option("--n-codebooks", "-k", min=1, help="Codebooks to use (default: the model's default bitrate)."),
 ]
+BeamOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--beam",
+        min=1,
+        help="Width of the code search (1: greedy, fastest; wider: codes closer to the encoder's output, for "
+        "exactly the codebooks asked for). Default: the model's default_beam.",
+    ),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 EncodePrecisionOpt = Annotated[
     Precision,
@@ -130,6 +139,7 @@ def tokenize(
         TokenFormat | None, typer.Option("--format", help="Token file format (default: from -o's suffix, else vqt).")
     ] = None,
     n_codebooks: NCodebooksOpt = None,
+    beam: BeamOpt = None,
     precision: EncodePrecisionOpt = Precision.float32,
     force: ForceOpt = False,
 ) -> None:
@@ -146,7 +156,7 @@ def tokenize(
         if fmt is not None and implied is not None and fmt != implied:
             raise VQAudioError(f"--format {fmt.value} does not match the output name {output}")
         fmt = fmt or implied or TokenFormat.vqt
-        tok = load(model, encode_precision=precision.value)
+        tok = load(model, encode_precision=precision.value, beam=beam)
         targets = []
         for p in paths:
             if output is not None:
@@ -236,6 +246,7 @@ def resynth(
     output: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac).")],
     model: ModelOpt = "speech-16k",
     n_codebooks: NCodebooksOpt = None,
+    beam: BeamOpt = None,
     vocoder: VocoderOpt = None,
     precision: DecodePrecisionOpt = Precision.auto,
     postfilter: PostFilterOpt = True,
@@ -248,7 +259,7 @@ def resynth(
         if output.resolve() == input.resolve():
             raise VQAudioError("output would overwrite the input; choose another name")
         _refuse_existing(output, force)
-        tok = load(model, decode_precision=precision.value, postfilter=postfilter)
+        tok = load(model, decode_precision=precision.value, postfilter=postfilter, beam=beam)
         enc = tok.encode(input, n_codebooks=n_codebooks)
         tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
         typer.echo(
@@ -271,6 +282,7 @@ def _describe_model(tok: Any) -> dict[str, Any]:
         "bitrates_kbps": [round(tok.bitrate(k) / 1000, 3) for k in range(1, tok.num_codebooks + 1)],
         "default_codebooks": tok.default_codebooks,
         "default_vocoder": tok.default_vocoder,
+        "default_beam": tok.default_beam,
         "vocoders": list(tok.vocoders),
         "postfilter": tok.model.net_config.postfilter if tok.model.has_postfilter else 0.0,
         "postfilter_offset": tok.model.net_config.postfilter_offset if tok.model.has_postfilter else 0.0,

@@ -140,6 +140,7 @@ def load(
     encode_precision: str = "float32",
     decode_precision: str = "auto",
     postfilter: bool = True,
+    beam: int | None = None,
 ) -> Tokenizer:
     """Load a shipped model by name, or a model directory by path. Never touches the network.
 
@@ -147,14 +148,19 @@ def load(
     codes should not depend on the machine that made them. Decoding runs in bfloat16 where the CPU has it natively
     (``auto``): faster, for a change in the output far below the codec's own error (docs/results.md measures
     both). ``postfilter=False`` skips the model's post-filter, if it has one, and decodes the codec's plain
-    output (the log-mel closest to the original, as training measures it).
+    output (the log-mel closest to the original, as training measures it). ``beam`` is the width of the code
+    search when encoding (1: greedy, the fastest; default: the model card's ``default_beam``, else 1).
     """
     path = Path(model)
     shipped = shipped_models()
     if path.is_dir() or str(model) in shipped:
         loaded = load_model(path if path.is_dir() else shipped[str(model)])
         return Tokenizer(
-            loaded, encode_precision=encode_precision, decode_precision=decode_precision, postfilter=postfilter
+            loaded,
+            encode_precision=encode_precision,
+            decode_precision=decode_precision,
+            postfilter=postfilter,
+            beam=beam,
         )
     names = ", ".join(shipped) or "none installed"
     raise ModelError(f"{model}: no such model directory or shipped model (shipped: {names})")
@@ -171,9 +177,12 @@ class Tokenizer:
         encode_precision: str = "float32",
         decode_precision: str = "auto",
         postfilter: bool = True,
+        beam: int | None = None,
     ) -> None:
         if loaded.codec is None:
             raise ModelError(f"{loaded.path}: holds only a vocoder, not a codec")
+        if beam is not None and (isinstance(beam, bool) or not isinstance(beam, int) or beam < 1):
+            raise VQAudioError(f"--beam must be a whole number >= 1, got {beam!r}")
         self.encode_dtype = resolve_precision(encode_precision)
         self.decode_dtype = resolve_precision(decode_precision)
         self.loaded = loaded
@@ -188,6 +197,7 @@ class Tokenizer:
             tuple(c for c in listed if isinstance(c, str) and c.strip()) if isinstance(listed, list) else ()
         )
         self.window_frames = max(1, int(window_seconds * self.model.frame_rate))
+        self.beam = self.default_beam if beam is None else beam
         self._vocoders: dict[str, Vocoder] = {}
         if loaded.vocoder is not None:
             self._vocoders["learned"] = loaded.vocoder
@@ -269,6 +279,12 @@ class Tokenizer:
         k = self.loaded.card.get("default_codebooks")
         return k if isinstance(k, int) and 1 <= k <= self.num_codebooks else self.num_codebooks
 
+    @property
+    def default_beam(self) -> int:
+        """Code search width used when none is asked for: the model card's ``default_beam``, else 1 (greedy)."""
+        b = self.loaded.card.get("default_beam")
+        return b if isinstance(b, int) and not isinstance(b, bool) and b >= 1 else 1
+
     def _n(self, n_codebooks: int | None) -> int:
         n = self.default_codebooks if n_codebooks is None else n_codebooks
         if not 1 <= n <= self.num_codebooks:
@@ -313,7 +329,7 @@ class Tokenizer:
         s1 = min(end, (f1 + c) * hop)
         x = buf[s0 - buf_start : s1 - buf_start]
         with _autocast(self.encode_dtype):
-            codes = self.model.encode(x[None, None], n_codebooks=n)[0]
+            codes = self.model.encode(x[None, None], n_codebooks=n, beam=self.beam)[0]
         off = f0 - s0 // hop
         return codes[:, off : off + f1 - f0]
 
@@ -382,7 +398,7 @@ class Tokenizer:
         for i, m in enumerate(mono):
             batch[i, 0, : m.numel()] = m
         with _autocast(self.encode_dtype):
-            codes = self.model.encode(batch, lengths, n_codebooks=n)
+            codes = self.model.encode(batch, lengths, n_codebooks=n, beam=self.beam)
         out = []
         for i, (_, orig_sr, ch) in enumerate(prepared):
             f = self.model.num_frames(int(lengths[i]))

@@ -115,9 +115,10 @@ class CodecModel(nn.Module, ABC):
 
     @abstractmethod
     def encode(
-        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
+        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None, *, beam: int = 1
     ) -> torch.Tensor:
-        """Audio ``[B, 1, T]`` -> codes ``[B, K, F]`` with ``F = ceil(T / hop_length)``."""
+        """Audio ``[B, 1, T]`` -> codes ``[B, K, F]`` with ``F = ceil(T / hop_length)``; ``beam`` as in
+        :meth:`vqaudio.quantizers.rvq.ResidualVectorQuantizer.encode`."""
 
     @abstractmethod
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

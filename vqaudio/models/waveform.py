@@ -162,10 +162,10 @@ class WaveformVQVAE(CodecModel):
         return self.encoder(x, mask)
 
     def encode(
-        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
+        self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None, *, beam: int = 1
     ) -> torch.Tensor:
         z, _ = self.latents(audio, lengths)
-        return self.quantizer.encode(z, n_codebooks)
+        return self.quantizer.encode(z, n_codebooks, beam=beam)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, K, F]`` -> audio ``[B, 1, F * hop]``."""

@@ -57,8 +57,9 @@ class BaseQuantizer(nn.Module, ABC):
         """Quantize ``x`` ``[B, D, F]``; ``mask`` ``[B, 1, F]`` excludes padded frames from losses and updates."""
 
     @abstractmethod
-    def encode(self, x: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
-        """``[B, D, F]`` -> codes ``[B, K, F]``."""
+    def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
+        """``[B, D, F]`` -> codes ``[B, K, F]``; ``beam`` > 1 asks for a search wider than greedy, where the
+        quantizer has one."""
 
     @abstractmethod
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

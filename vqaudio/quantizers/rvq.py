@@ -120,18 +120,64 @@ class ResidualVectorQuantizer(BaseQuantizer):
             perplexity=torch.cat(perps),
         )
 
-    def encode(self, x: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
-        """``[B, D, F]`` -> ``[B, K', F]``."""
+    def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
+        """``[B, D, F]`` -> ``[B, K', F]``.
+
+        ``beam`` 1 picks each codebook's nearest codeword in turn (greedy, what training does). A wider beam
+        keeps, after each codebook, the ``beam`` partial code sequences with the smallest residual and returns
+        the sequence whose ``K'`` codewords together come closest to the latent: a greedy first choice often
+        leaves a residual the later codebooks cover badly. The codes are then best for exactly ``K'``
+        codebooks; a prefix of them is no longer the best shorter code.
+        """
         n = self._check(n_codebooks)
-        codes = []
+        if beam < 1:
+            raise ValueError(f"beam must be >= 1, got {beam}")
         # Nearest-neighbour search in float32 even under autocast: bfloat16 distances pick wrong codes.
         with torch.autocast(x.device.type, enabled=False):
+            if beam > 1 and n > 1:
+                return self._beam_search(x.float(), n, beam)
+            codes = []
             residual = x.float()
             for layer in self.layers[:n]:
                 c = layer.encode(residual)
                 residual = residual - layer.decode(c)
                 codes.append(c)
         return torch.cat(codes, dim=1)
+
+    def _beam_search(self, x: torch.Tensor, n: int, beam: int) -> torch.Tensor:
+        """Beam search over the first ``n`` codebooks: ``[B, D, F]`` float32 -> codes ``[B, n, F]``."""
+        b, d, f = x.shape
+        flat = x.transpose(1, 2).reshape(-1, d)
+        # Frames are independent; chunks keep the [frames, beam, codebook_size] distance table near 16 MB.
+        chunk = max(1, (1 << 22) // (beam * self.codebook_size))
+        out = [self._beam_search_frames(flat[i : i + chunk], n, beam) for i in range(0, flat.shape[0], chunk)]
+        codes = torch.cat(out) if out else flat.new_zeros((0, n), dtype=torch.long)
+        return codes.reshape(b, f, n).transpose(1, 2)
+
+    def _beam_search_frames(self, x: torch.Tensor, n: int, beam: int) -> torch.Tensor:
+        """``[N, D]`` -> ``[N, n]``."""
+        frames = x.shape[0]
+        residual = x[:, None, :]  # [N, b, D]: each kept sequence's residual, b = 1 before the first codebook
+        paths = torch.zeros(frames, 1, 0, dtype=torch.long, device=x.device)
+        for k, layer in enumerate(self.layers[:n]):
+            w = layer.codewords()  # [C, D]
+            kept, dim = residual.shape[1], residual.shape[2]
+            # ||r - w||^2 = ||r||^2 + (||w||^2 - 2 r.w): the last term alone ranks the codewords of one residual,
+            # so each kept sequence offers its best `beam` codewords (its best one, at the last codebook, where
+            # only the single best sequence is wanted) and the energy is added to those only.
+            partial = torch.addmm(w.pow(2).sum(1), residual.reshape(-1, dim), w.T, alpha=-2)
+            offer = 1 if k == n - 1 else min(beam, w.shape[0])
+            near, code = partial.topk(offer, dim=1, largest=False)  # [N * b, m]
+            m = code.shape[1]
+            energy = (near + residual.pow(2).sum(-1).reshape(-1, 1)).reshape(frames, kept * m)
+            _, best = energy.topk(min(beam, kept * m), dim=1, largest=False)  # sorted: best first
+            parent = best // m
+            chosen = torch.gather(code.reshape(frames, kept * m), 1, best)
+            residual = torch.gather(residual, 1, parent[..., None].expand(-1, -1, dim)) - w[chosen]
+            paths = torch.cat(
+                [torch.gather(paths, 1, parent[..., None].expand(-1, -1, paths.shape[-1])), chosen[..., None]], 2
+            )
+        return paths[:, 0]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``[B, K', F]`` -> ``[B, D, F]``, summing the first ``K'`` codebooks."""

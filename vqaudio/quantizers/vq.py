@@ -110,14 +110,19 @@ class VectorQuantizer(BaseQuantizer):
     def _weights(self) -> torch.Tensor:
         return self.codebook if self.config.ema else self.embedding.float()
 
+    def codewords(self) -> torch.Tensor:
+        """The codebook ``[codebook_size, D]`` in float32."""
+        return self._weights().float()
+
     def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """``[N, D]`` float32 -> ``[N]`` indices of the nearest codewords (squared Euclidean)."""
         w = self._weights()
         # ||x||^2 is the same for every codeword, so the argmin needs only ||w||^2 - 2 x.w: one fused product.
         return torch.addmm(w.pow(2).sum(1), flat, w.T, alpha=-2).argmin(dim=1)
 
-    def encode(self, x: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
-        """``[B, D, F]`` -> ``[B, 1, F]``."""
+    def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
+        """``[B, D, F]`` -> ``[B, 1, F]``. With one codebook the nearest codeword is already the best code, so
+        ``beam`` changes nothing."""
         b, d, f = x.shape
         flat = x.float().transpose(1, 2).reshape(-1, d)
         return self._nearest(flat).reshape(b, 1, f)
