@@ -31,6 +31,8 @@ def test_default_model_is_speech_16k_at_1_5_kbps(tok: vqaudio.Tokenizer) -> None
     # Named by the card (it scored level with hybrid at 1.5 kbps and runs several times faster), not left to the
     # fallback, which happens to pick the same back end.
     assert tok.loaded.card["default_vocoder"] == "learned" == tok.default_vocoder
+    # Codes come from a beam search by default (docs/results.md scores it against greedy).
+    assert tok.loaded.card["default_beam"] == 8 == tok.default_beam == tok.beam
     assert tok.checksum == vqaudio.load_model(vqaudio.shipped_models()["speech-16k"]).checksum
 
 
@@ -59,6 +61,7 @@ def test_every_shipped_model_is_complete(name: str) -> None:
     assert 1 <= tok.default_codebooks <= tok.num_codebooks
     assert tok.default_vocoder in tok.vocoders
     assert loaded.card.get("default_vocoder") in (None, *tok.vocoders)
+    assert loaded.card.get("default_beam", 1) == tok.default_beam
 
 
 def _bright_chord(seconds: float, rate: int) -> np.ndarray:
