@@ -49,7 +49,8 @@ def score_shapes(
     from vqaudio.evaluation import score
     from vqaudio.models.spectral import SpectralPostFilter, SpectralVQVAE
 
-    tok = vqaudio.load(model, decode_precision="float32", postfilter=False)
+    # Greedy codes, as `vqaudio export` fits the post-filter's centre on (whatever the card's default_beam).
+    tok = vqaudio.load(model, decode_precision="float32", postfilter=False, beam=1)
     codec = tok.model
     if not isinstance(codec, SpectralVQVAE):
         raise VQAudioError(f"{model}: only a spectral codec has a post-filter")

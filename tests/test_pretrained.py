@@ -28,7 +28,7 @@ def test_default_model_is_speech_16k_at_1_5_kbps(tok: vqaudio.Tokenizer) -> None
     assert tok.default_codebooks == 3 and tok.bitrate() == 1500
     assert tok.bitrate(1) == 500 and tok.bitrate(tok.num_codebooks) == 3000
     assert set(tok.vocoders) == {"learned", "griffin-lim", "hybrid"}
-    # Named by the card (it scored level with hybrid at 1.5 kbps and runs several times faster), not left to the
+    # Named by the card (it scored level with hybrid at 1.5 kbps and runs about twice as fast), not left to the
     # fallback, which happens to pick the same back end.
     assert tok.loaded.card["default_vocoder"] == "learned" == tok.default_vocoder
     # Codes come from a beam search by default (docs/results.md scores it against greedy).

@@ -278,18 +278,19 @@ def test_rvq_wider_beam_comes_closer_to_the_latent() -> None:
     assert errors[-1] < 0.95 * errors[0], errors
 
 
-def test_rvq_beam_search_treats_frames_alone() -> None:
+def test_rvq_beam_search_treats_frames_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunking the frames inside the search, batching and splitting the input give the same codes."""
     rvq = _trained(_rvq(num_codebooks=4, kmeans_init=True))
     x = _randn(2, DIM, 300, seed=14)
     whole = rvq.encode(x, 4, beam=8)
     parts = torch.cat([rvq.encode(x[i : i + 1, :, a : a + 100], 4, beam=8) for i in range(2) for a in (0, 100, 200)])
     assert torch.equal(whole, parts.reshape(2, 3, 4, 100).permute(0, 2, 1, 3).reshape(2, 4, 300))
-    # The search's own chunking: force chunks of a few frames.
-    chunks = rvq._beam_search_frames
-    flat = x.transpose(1, 2).reshape(-1, DIM)
-    pieces = torch.cat([chunks(flat[i : i + 7], 4, 8) for i in range(0, flat.shape[0], 7)])
-    assert torch.equal(pieces, whole.transpose(1, 2).reshape(-1, 4))
+    # The search's own chunking: tables of 7 frames (7 x 8 x 16 entries) at a time.
+    import vqaudio.quantizers.rvq as rvq_module
+
+    monkeypatch.setattr(rvq_module, "BEAM_TABLE_ENTRIES", 7 * 8 * 16)
+    chunked = rvq.encode(x, 4, beam=8)
+    assert chunked.is_contiguous() and torch.equal(chunked, whole)
 
 
 def test_rvq_beam_search_is_float32_for_bfloat16_input_and_rejects_zero() -> None:

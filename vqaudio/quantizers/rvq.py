@@ -18,6 +18,9 @@ from vqaudio.errors import ConfigError
 from vqaudio.quantizers.base import BaseQuantizer, QuantizerOutput
 from vqaudio.quantizers.vq import VectorQuantizer, VQConfig
 
+# Entries of the beam search's [frames, beam, codebook_size] distance table per chunk of frames (16 MB in float32).
+BEAM_TABLE_ENTRIES = 1 << 22
+
 
 @dataclass(frozen=True)
 class RVQConfig:
@@ -148,11 +151,11 @@ class ResidualVectorQuantizer(BaseQuantizer):
         """Beam search over the first ``n`` codebooks: ``[B, D, F]`` float32 -> codes ``[B, n, F]``."""
         b, d, f = x.shape
         flat = x.transpose(1, 2).reshape(-1, d)
-        # Frames are independent; chunks keep the [frames, beam, codebook_size] distance table near 16 MB.
-        chunk = max(1, (1 << 22) // (beam * self.codebook_size))
+        # Frames are independent, so chunks of them bound the distance table's memory.
+        chunk = max(1, BEAM_TABLE_ENTRIES // (beam * self.codebook_size))
         out = [self._beam_search_frames(flat[i : i + chunk], n, beam) for i in range(0, flat.shape[0], chunk)]
         codes = torch.cat(out) if out else flat.new_zeros((0, n), dtype=torch.long)
-        return codes.reshape(b, f, n).transpose(1, 2)
+        return codes.reshape(b, f, n).transpose(1, 2).contiguous()
 
     def _beam_search_frames(self, x: torch.Tensor, n: int, beam: int) -> torch.Tensor:
         """``[N, D]`` -> ``[N, n]``."""
