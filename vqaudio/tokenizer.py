@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import torch
@@ -134,6 +135,11 @@ def _autocast(dtype: torch.dtype) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
 
 
+def _is_beam(value: object) -> TypeGuard[int]:
+    """A code search width: a whole number >= 1 (not a bool, which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def load(
     model: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
@@ -181,7 +187,7 @@ class Tokenizer:
     ) -> None:
         if loaded.codec is None:
             raise ModelError(f"{loaded.path}: holds only a vocoder, not a codec")
-        if beam is not None and (isinstance(beam, bool) or not isinstance(beam, int) or beam < 1):
+        if beam is not None and not _is_beam(beam):
             raise VQAudioError(f"--beam must be a whole number >= 1, got {beam!r}")
         self.encode_dtype = resolve_precision(encode_precision)
         self.decode_dtype = resolve_precision(decode_precision)
@@ -283,7 +289,7 @@ class Tokenizer:
     def default_beam(self) -> int:
         """Code search width used when none is asked for: the model card's ``default_beam``, else 1 (greedy)."""
         b = self.loaded.card.get("default_beam")
-        return b if isinstance(b, int) and not isinstance(b, bool) and b >= 1 else 1
+        return b if _is_beam(b) else 1
 
     def _n(self, n_codebooks: int | None) -> int:
         n = self.default_codebooks if n_codebooks is None else n_codebooks
