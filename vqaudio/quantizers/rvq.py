@@ -159,23 +159,23 @@ class ResidualVectorQuantizer(BaseQuantizer):
 
     def _beam_search_frames(self, x: torch.Tensor, n: int, beam: int) -> torch.Tensor:
         """``[N, D]`` -> ``[N, n]``."""
-        frames = x.shape[0]
+        frames, dim = x.shape
         residual = x[:, None, :]  # [N, b, D]: each kept sequence's residual, b = 1 before the first codebook
         paths = torch.zeros(frames, 1, 0, dtype=torch.long, device=x.device)
         for k, layer in enumerate(self.layers[:n]):
             w = layer.codewords()  # [C, D]
-            kept, dim = residual.shape[1], residual.shape[2]
-            # ||r - w||^2 = ||r||^2 + (||w||^2 - 2 r.w): the last term alone ranks the codewords of one residual,
-            # so each kept sequence offers its best `beam` codewords (its best one, at the last codebook, where
-            # only the single best sequence is wanted) and the energy is added to those only.
-            partial = torch.addmm(w.pow(2).sum(1), residual.reshape(-1, dim), w.T, alpha=-2)
-            offer = 1 if k == n - 1 else min(beam, w.shape[0])
-            near, code = partial.topk(offer, dim=1, largest=False)  # [N * b, m]
-            m = code.shape[1]
-            energy = (near + residual.pow(2).sum(-1).reshape(-1, 1)).reshape(frames, kept * m)
-            _, best = energy.topk(min(beam, kept * m), dim=1, largest=False)  # sorted: best first
-            parent = best // m
-            chosen = torch.gather(code.reshape(frames, kept * m), 1, best)
+            size, kept = w.shape[0], residual.shape[1]
+            # ||r - w||^2 = [r, 1, ||r||^2] . [-2w, ||w||^2, 1]: one product writes the whole distance table, with
+            # no pass over it to add the norms (the table is the search's largest cost, with its ranking).
+            r = residual.reshape(-1, dim)
+            lhs = torch.cat([r, r.new_ones(r.shape[0], 1), r.pow(2).sum(1, keepdim=True)], 1)
+            rhs = torch.cat([w * -2, w.pow(2).sum(1, keepdim=True), w.new_ones(size, 1)], 1)
+            dist = (lhs @ rhs.T).reshape(frames, kept * size)  # [N, b * C]: each kept sequence times each codeword
+            if k == n - 1:  # only the single best sequence is wanted
+                best = dist.argmin(1, keepdim=True)
+            else:
+                best = dist.topk(min(beam, kept * size), dim=1, largest=False).indices  # sorted: best first
+            parent, chosen = best // size, best % size
             residual = torch.gather(residual, 1, parent[..., None].expand(-1, -1, dim)) - w[chosen]
             paths = torch.cat(
                 [torch.gather(paths, 1, parent[..., None].expand(-1, -1, paths.shape[-1])), chosen[..., None]], 2
