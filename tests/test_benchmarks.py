@@ -26,10 +26,13 @@ def test_chunking_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     rows = [[cell.strip() for cell in row] for row in rows[1:]]  # drop the header
     names = ("learned", "griffin-lim", "hybrid")
-    assert [(r[0], r[1]) for r in rows] == [(v, w) for v in names for w in ("0.5", "0.1")]
-    for vocoder, _, diff, convergence in rows:
-        bound = 1e-4 if vocoder == "learned" else 1e-1
+    windows = ("0.5", "0.1", "whole, mel + 1e-07 noise")
+    assert [(r[0], r[1]) for r in rows] == [(v, w) for v in names for w in windows]
+    for vocoder, window, diff, at, convergence in rows:
+        # Griffin-Lim's phase search magnifies even the floor row's 1e-7 disturbance to over 0.1 here.
+        bound = 1e-4 if vocoder == "learned" else 1e-1 if window[0].isdigit() else 1.0
         assert 0 <= float(diff) <= bound and 0 <= float(convergence) <= bound
+        assert 0 <= float(at) < 2.0  # a time inside the 2 s clip
 
 
 def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
