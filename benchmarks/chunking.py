@@ -8,10 +8,11 @@ is expected to differ a little. This prints, for each window length, the largest
 where in the clip it falls, and the spectral convergence ``|| |S_whole| - |S_chunked| ||_F / || |S_whole| ||_F``
 (512-point STFT, hop 128) of the unclamped output, as a markdown table.
 
-For a spectral model each back end also gets a row "whole, mel + noise": a whole-file pass on the decoded
-log-mel plus Gaussian noise of standard deviation ``--noise`` (1e-7 by default, about float32 rounding), against
-the same pass without it. Chunking changes the shapes of the matrix products, so it rounds differently; this
-row shows how far a back end carries a difference of that size on its own, which is the floor chunking sits on.
+For a spectral model decoded in float32 each back end also gets a floor row, "whole, mel x (1 + noise)": a
+whole-file pass on the decoded log-mel with every value scaled by ``1 + e``, ``e`` Gaussian with standard
+deviation ``--noise`` (1e-7 by default, about float32's relative rounding), against the same pass without it.
+Chunking changes the shapes of the matrix products, so it rounds differently; this row shows how far a back
+end carries a disturbance of that size on its own, the floor chunking sits on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from vqaudio.models.io import load_model
-from vqaudio.spectral import STFTConfig, magnitude
+from vqaudio.spectral import STFTConfig, stft
 from vqaudio.tokenizer import PRECISIONS, Tokenizer, shipped_models
 from vqaudio.vocoders.griffin_lim import spectral_convergence
 
@@ -30,10 +31,15 @@ _WHOLE = 1e6  # seconds: one window covers any input
 _STFT = STFTConfig(n_fft=512, hop_length=128)
 
 
-def _largest(difference: torch.Tensor, sample_rate: int) -> tuple[float, float]:
-    """The largest absolute difference ``[T]`` and where it falls, in seconds."""
-    size = difference.abs()
-    return float(size.max()), int(size.argmax()) / sample_rate
+def _row(vocoder: str, label: str, reference: torch.Tensor, out: torch.Tensor, sample_rate: int) -> str:
+    """A table row: the largest absolute difference of ``out`` from ``reference`` (both ``[T]``), where it falls
+    (seconds) and the spectral convergence; an exact match prints 0 and no place."""
+    size = (out - reference).abs()
+    diff = float(size.max())
+    shown, at = (f"{diff:.2e}", f"{int(size.argmax()) / sample_rate:.2f}") if diff else ("0", "-")
+    # Both magnitudes from the same STFT, so identical audio scores exactly 0.
+    convergence = spectral_convergence(stft(reference, _STFT).abs(), out, _STFT)
+    return f"| {vocoder} | {label} | {shown} | {at} | {convergence:.2e} |"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--windows", type=float, nargs="+", default=[5.0, 1.0, 0.5], help="window lengths in seconds")
     p.add_argument("--precision", default="float32", choices=PRECISIONS)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--noise", type=float, default=1e-7, help="noise added to the decoded log-mel for the floor row")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=1e-7,
+        help="relative noise on the decoded log-mel for the floor row (float32 only)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     shipped = shipped_models()
@@ -61,19 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         reference = torch.cat(list(whole.iter_decode(codes, vocoder)))
         for window in args.windows:
             out = torch.cat(list(tokenizer(window).iter_decode(codes, vocoder)))
-            diff, at = _largest(out - reference, whole.sample_rate)
-            convergence = spectral_convergence(magnitude(reference, _STFT), out, _STFT)
-            print(f"| {vocoder or '-'} | {window:g} | {diff:.2e} | {at:.2f} | {convergence:.2e} |")
-        if vocoder is not None and whole.model.family == "spectral":
+            print(_row(vocoder or "-", f"{window:g}", reference, out, whole.sample_rate))
+        if vocoder is not None and whole.model.family == "spectral" and args.precision == "float32":
             with torch.inference_mode():
                 mel = whole.model.decode(codes[None].long())
                 mel = whole.model.postfilter(mel) if whole.postfilter else mel
                 clean = whole.vocode(mel, vocoder)[0]
                 noise = torch.randn(mel.shape, generator=torch.Generator().manual_seed(0)) * args.noise
-                noisy = whole.vocode(mel + noise, vocoder)[0]
-            diff, at = _largest(noisy - clean, whole.sample_rate)
-            convergence = spectral_convergence(magnitude(clean, _STFT), noisy, _STFT)
-            print(f"| {vocoder} | whole, mel + {args.noise:g} noise | {diff:.2e} | {at:.2f} | {convergence:.2e} |")
+                noisy = whole.vocode(mel * (1 + noise), vocoder)[0]
+            if not torch.equal(clean, reference):  # the floor row must start from the windowed rows' reference
+                raise SystemExit("the floor row's whole-file pass differs from the tokenizer's")
+            print(_row(vocoder, f"whole, mel x (1 + {args.noise:g} noise)", clean, noisy, whole.sample_rate))
     return 0
 
 

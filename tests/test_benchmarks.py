@@ -26,13 +26,20 @@ def test_chunking_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     rows = [[cell.strip() for cell in row] for row in rows[1:]]  # drop the header
     names = ("learned", "griffin-lim", "hybrid")
-    windows = ("0.5", "0.1", "whole, mel + 1e-07 noise")
+    windows = ("0.5", "0.1", "whole, mel x (1 + 1e-07 noise)")
     assert [(r[0], r[1]) for r in rows] == [(v, w) for v in names for w in windows]
     for vocoder, window, diff, at, convergence in rows:
-        # Griffin-Lim's phase search magnifies even the floor row's 1e-7 disturbance to over 0.1 here.
-        bound = 1e-4 if vocoder == "learned" else 1e-1 if window[0].isdigit() else 1.0
-        assert 0 <= float(diff) <= bound and 0 <= float(convergence) <= bound
-        assert 0 <= float(at) < 2.0  # a time inside the 2 s clip
+        if window[0].isdigit():
+            bound = 1e-4 if vocoder == "learned" else 1e-1
+            assert 0 <= float(diff) <= bound and 0 <= float(convergence) <= bound
+        else:
+            # The disturbed pass must differ (else no noise reached the back end), and from a relative 1e-7
+            # the learned vocoder must stay close; Griffin-Lim's phase search magnifies it far more.
+            assert 0 < float(diff) <= (1e-3 if vocoder == "learned" else 1.0)
+        if float(diff) == 0:
+            assert at == "-"
+        else:
+            assert 0 <= float(at) < 2.0  # a time inside the 2 s clip
 
 
 def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
