@@ -28,8 +28,8 @@ def test_default_model_is_speech_16k_at_1_5_kbps(tok: vqaudio.Tokenizer) -> None
     assert tok.default_codebooks == 3 and tok.bitrate() == 1500
     assert tok.bitrate(1) == 500 and tok.bitrate(tok.num_codebooks) == 3000
     assert set(tok.vocoders) == {"learned", "griffin-lim", "hybrid"}
-    # Named by the card (on this codec it leads the learned vocoder in PESQ-WB, STOI and log-mel distance),
-    # not left to the fallback, which would pick the learned vocoder.
+    # Named by the card (on training utterances it leads the learned vocoder in PESQ-WB, recipes/librispeech/
+    # RESULTS.md, stage 4i), not left to the fallback, which would pick the learned vocoder.
     assert tok.loaded.card["default_vocoder"] == "hybrid" == tok.default_vocoder
     # Codes come from a beam search by default (docs/results.md scores it against greedy).
     assert tok.loaded.card["default_beam"] == 8 == tok.default_beam == tok.beam
