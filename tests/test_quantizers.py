@@ -18,6 +18,7 @@ from vqaudio.quantizers import (
     VQConfig,
     kmeans,
 )
+from vqaudio.quantizers.vq import smallest
 
 DIM = 8
 
@@ -291,6 +292,51 @@ def test_rvq_narrow_beam_matches_a_reference_search() -> None:
     reference = torch.tensor([_reference_beam(books, x[0, :, f], 3) for f in range(x.shape[2])], dtype=torch.float64)
     assert torch.allclose(found.double(), reference, rtol=1e-5, atol=1e-6)
     assert (greedy.double() > reference + 1e-4).any()  # the beam changes the outcome on these frames
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(6, 1024), (3, 8192), (4, 100), (5, 512), (2, 65)])
+@pytest.mark.parametrize("k", [1, 2, 8])
+def test_smallest_is_topk(rows: int, cols: int, k: int) -> None:
+    """The block search returns what ``topk`` returns, in the same order, whether it runs (whole blocks, more
+    blocks than ``k``) or falls back."""
+    dist = _randn(rows, cols, seed=cols + k)
+    assert torch.equal(smallest(dist, k), dist.topk(k, dim=1, largest=False).indices)
+
+
+def test_smallest_breaks_ties_like_argmin() -> None:
+    """For one entry, ties go to the first column, as ``argmin``'s do: across blocks and inside one."""
+    dist = _randn(3, 1024, seed=3).abs() + 1
+    dist[0, [700, 900, 200]] = 0.0  # three blocks hold the minimum
+    dist[1, [131, 129, 130]] = -1.0  # one block holds it three times
+    dist[2] = 5.0  # every entry ties
+    assert smallest(dist, 1)[:, 0].tolist() == [200, 129, 0] == dist.argmin(1).tolist()
+
+
+def _reference_beam_table(books: list[torch.Tensor], frames: torch.Tensor, beam: int) -> torch.Tensor:
+    """:func:`_reference_beam` for codebooks too large to list in Python: ``[F, D]`` -> ``[F]`` residual
+    energies, each frame's extensions ranked in float64 at once."""
+    out = []
+    for frame in frames.double():
+        kept = frame[None]  # [b, D] residuals
+        for book in books:
+            grown = (kept[:, None, :] - book.double()[None]).reshape(-1, frame.shape[0])
+            energy = grown.pow(2).sum(1)
+            kept = grown[energy.argsort()[:beam]]
+        out.append(kept[0].pow(2).sum())
+    return torch.stack(out)
+
+
+def test_rvq_beam_over_large_codebooks_matches_a_reference_search() -> None:
+    """Codebooks of 256 (more columns than one block of the ranking's search) against the float64 search."""
+    rvq = _trained(_rvq(num_codebooks=3, codebook_size=256, kmeans_init=True))
+    x = _randn(1, DIM, 40, seed=17)
+    books = [layer.codewords() for layer in rvq.layers]
+    with torch.no_grad():
+        found = _residual_energy(rvq, x, rvq.encode(x, 3, beam=3))[0]
+        greedy = _residual_energy(rvq, x, rvq.encode(x, 3))[0]
+    reference = _reference_beam_table(books, x[0].T, 3)
+    assert torch.allclose(found.double(), reference, rtol=1e-5, atol=1e-6)
+    assert (greedy.double() > reference + 1e-4).any()
 
 
 def test_rvq_wider_beam_comes_closer_to_the_latent() -> None:

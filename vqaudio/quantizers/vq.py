@@ -23,6 +23,32 @@ import torch.nn.functional as F
 from vqaudio.errors import ConfigError
 from vqaudio.quantizers.base import BaseQuantizer, QuantizerOutput
 
+# Width of the blocks :func:`smallest` takes the minimum of first.
+SEARCH_BLOCK = 64
+
+
+def smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
+    """Columns of the ``k`` smallest entries of each row of ``dist`` ``[N, M]``, best first: ``[N, k]``.
+
+    The same as ``dist.topk(k, largest=False).indices`` (as ``argmin`` for ``k`` 1: ties go to the first
+    column), but faster on the CPU, where torch's ``amin`` is vectorised and ``argmin`` and ``topk`` walk each
+    row: on ``[1157, 8192]`` tables on one thread it took 2.3 (``k`` 8) and 3.8 (``k`` 1) times less.
+
+    The ``k`` blocks of ``SEARCH_BLOCK`` columns with the smallest minima hold the ``k`` smallest entries (a
+    block outside them has ``k`` smaller minima elsewhere, so none of its entries ranks in the first ``k``),
+    and only those blocks are searched.
+    """
+    n, m = dist.shape
+    blocks = m // SEARCH_BLOCK
+    if m % SEARCH_BLOCK or blocks <= k:
+        return dist.argmin(1, keepdim=True) if k == 1 else dist.topk(k, dim=1, largest=False).indices
+    grid = dist.view(n, blocks, SEARCH_BLOCK)
+    minima = grid.amin(2)  # [N, blocks]
+    picked = minima.argmin(1, keepdim=True) if k == 1 else minima.topk(k, dim=1, largest=False).indices
+    inside = torch.gather(grid, 1, picked[..., None].expand(-1, -1, SEARCH_BLOCK)).reshape(n, k * SEARCH_BLOCK)
+    pos = inside.argmin(1, keepdim=True) if k == 1 else inside.topk(k, dim=1, largest=False).indices
+    return torch.gather(picked, 1, pos // SEARCH_BLOCK) * SEARCH_BLOCK + pos % SEARCH_BLOCK
+
 
 @dataclass(frozen=True)
 class VQConfig:
@@ -114,11 +140,17 @@ class VectorQuantizer(BaseQuantizer):
         """The codebook ``[codebook_size, D]`` in float32."""
         return self._weights().float()
 
+    def codewords_version(self) -> tuple[int, int]:
+        """Changes whenever the codewords do (written in place, or the tensor replaced): a key for anything
+        computed from them and kept."""
+        w = self.codebook if self.config.ema else self.embedding
+        return w.data_ptr(), w._version
+
     def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """``[N, D]`` float32 -> ``[N]`` indices of the nearest codewords (squared Euclidean)."""
         w = self._weights()
         # ||x||^2 is the same for every codeword, so the argmin needs only ||w||^2 - 2 x.w: one fused product.
-        return torch.addmm(w.pow(2).sum(1), flat, w.T, alpha=-2).argmin(dim=1)
+        return smallest(torch.addmm(w.pow(2).sum(1), flat, w.T, alpha=-2), 1)[:, 0]
 
     def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
         """``[B, D, F]`` -> ``[B, 1, F]``. With one codebook the nearest codeword is already the best code, so
