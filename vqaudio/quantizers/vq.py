@@ -30,19 +30,21 @@ SEARCH_BLOCK = 64
 def smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
     """Columns of the ``k`` smallest entries of each row of ``dist`` ``[N, M]``, best first: ``[N, k]``.
 
-    The same as ``dist.topk(k, largest=False).indices`` (as ``argmin`` for ``k`` 1: ties go to the first
-    column), but faster on the CPU, where torch's ``amin`` is vectorised and ``argmin`` and ``topk`` walk each
-    row: on ``[1157, 8192]`` tables on one thread it took 2.3 (``k`` 8) and 3.8 (``k`` 1) times less.
+    The same as ``dist.topk(k, largest=False).indices`` (for ``k`` 1 exactly ``argmin``'s, ties going to the
+    first column; for larger ``k`` tied entries may come back from other columns), for ``dist`` without NaN
+    (a NaN hides its block), but faster on the CPU, where torch's ``amin`` is vectorised and ``argmin`` and
+    ``topk`` walk each row: on ``[1157, 8192]`` tables on one thread it took 2.3 (``k`` 8) and 3.8 (``k`` 1)
+    times less.
 
     The ``k`` blocks of ``SEARCH_BLOCK`` columns with the smallest minima hold the ``k`` smallest entries (a
-    block outside them has ``k`` smaller minima elsewhere, so none of its entries ranks in the first ``k``),
-    and only those blocks are searched.
+    block outside them has ``k`` minima no larger than its own elsewhere, so none of its entries ranks in the
+    first ``k``), and only those blocks are searched.
     """
     n, m = dist.shape
     blocks = m // SEARCH_BLOCK
     if m % SEARCH_BLOCK or blocks <= k:
         return dist.argmin(1, keepdim=True) if k == 1 else dist.topk(k, dim=1, largest=False).indices
-    grid = dist.view(n, blocks, SEARCH_BLOCK)
+    grid = dist.reshape(n, blocks, SEARCH_BLOCK)
     minima = grid.amin(2)  # [N, blocks]
     picked = minima.argmin(1, keepdim=True) if k == 1 else minima.topk(k, dim=1, largest=False).indices
     inside = torch.gather(grid, 1, picked[..., None].expand(-1, -1, SEARCH_BLOCK)).reshape(n, k * SEARCH_BLOCK)
@@ -139,12 +141,6 @@ class VectorQuantizer(BaseQuantizer):
     def codewords(self) -> torch.Tensor:
         """The codebook ``[codebook_size, D]`` in float32."""
         return self._weights().float()
-
-    def codewords_version(self) -> tuple[int, int]:
-        """Changes whenever the codewords do (written in place, or the tensor replaced): a key for anything
-        computed from them and kept."""
-        w = self.codebook if self.config.ema else self.embedding
-        return w.data_ptr(), w._version
 
     def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """``[N, D]`` float32 -> ``[N]`` indices of the nearest codewords (squared Euclidean)."""
