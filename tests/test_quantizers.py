@@ -270,30 +270,6 @@ def test_rvq_full_beam_finds_the_exhaustive_optimum(n: int) -> None:
     assert (greedy > best + 1e-4).any()
 
 
-def _reference_beam(books: list[torch.Tensor], frame: torch.Tensor, beam: int) -> float:
-    """The residual energy a textbook beam search reaches on one frame, in float64: after each codebook, list
-    every extension of every kept sequence, sort by exact distance, keep the best ``beam``."""
-    kept: list[tuple[float, torch.Tensor]] = [(0.0, frame.double())]
-    for book in books:
-        grown = [(float((r - w).pow(2).sum()), r - w) for _, r in kept for w in book.double()]
-        kept = sorted(grown, key=lambda item: item[0])[:beam]
-    return kept[0][0]
-
-
-def test_rvq_narrow_beam_matches_a_reference_search() -> None:
-    """Where the beam is narrower than a codebook (which sequences are dropped matters), the search reaches
-    what a plain float64 beam search reaches, frame by frame."""
-    rvq = _trained(_rvq(num_codebooks=4, codebook_size=16, kmeans_init=True))
-    x = _randn(1, DIM, 30, seed=16)
-    books = [layer.codewords() for layer in rvq.layers]
-    with torch.no_grad():
-        found = _residual_energy(rvq, x, rvq.encode(x, 4, beam=3))[0]
-        greedy = _residual_energy(rvq, x, rvq.encode(x, 4))[0]
-    reference = torch.tensor([_reference_beam(books, x[0, :, f], 3) for f in range(x.shape[2])], dtype=torch.float64)
-    assert torch.allclose(found.double(), reference, rtol=1e-5, atol=1e-6)
-    assert (greedy.double() > reference + 1e-4).any()  # the beam changes the outcome on these frames
-
-
 @pytest.mark.parametrize(("rows", "cols"), [(6, 1024), (3, 8192), (4, 100), (5, 512), (2, 65)])
 @pytest.mark.parametrize("k", [1, 2, 8])
 def test_smallest_is_topk(rows: int, cols: int, k: int) -> None:
@@ -312,31 +288,33 @@ def test_smallest_breaks_ties_like_argmin() -> None:
     assert smallest(dist, 1)[:, 0].tolist() == [200, 129, 0] == dist.argmin(1).tolist()
 
 
-def _reference_beam_table(books: list[torch.Tensor], frames: torch.Tensor, beam: int) -> torch.Tensor:
-    """:func:`_reference_beam` for codebooks too large to list in Python: ``[F, D]`` -> ``[F]`` residual
-    energies, each frame's extensions ranked in float64 at once."""
+def _reference_beam(books: list[torch.Tensor], frames: torch.Tensor, beam: int) -> torch.Tensor:
+    """The residual energy a textbook beam search reaches on each frame, in float64: ``[F, D]`` -> ``[F]``.
+    After each codebook, list every extension of every kept sequence, rank them by exact distance, keep the
+    best ``beam``."""
     out = []
     for frame in frames.double():
         kept = frame[None]  # [b, D] residuals
         for book in books:
             grown = (kept[:, None, :] - book.double()[None]).reshape(-1, frame.shape[0])
-            energy = grown.pow(2).sum(1)
-            kept = grown[energy.argsort()[:beam]]
+            kept = grown[grown.pow(2).sum(1).argsort()[:beam]]
         out.append(kept[0].pow(2).sum())
     return torch.stack(out)
 
 
-def test_rvq_beam_over_large_codebooks_matches_a_reference_search() -> None:
-    """Codebooks of 256 (more columns than one block of the ranking's search) against the float64 search."""
-    rvq = _trained(_rvq(num_codebooks=3, codebook_size=256, kmeans_init=True))
-    x = _randn(1, DIM, 40, seed=17)
-    books = [layer.codewords() for layer in rvq.layers]
+# 16 entries: fewer columns than one block of the ranking's search, so it ranks with topk; 256: by blocks.
+@pytest.mark.parametrize(("books", "size", "seed"), [(4, 16, 16), (3, 256, 17)])
+def test_rvq_narrow_beam_matches_a_reference_search(books: int, size: int, seed: int) -> None:
+    """Where the beam is narrower than a codebook (which sequences are dropped matters), the search reaches
+    what a plain float64 beam search reaches, frame by frame."""
+    rvq = _trained(_rvq(num_codebooks=books, codebook_size=size, kmeans_init=True))
+    x = _randn(1, DIM, 40, seed=seed)
     with torch.no_grad():
-        found = _residual_energy(rvq, x, rvq.encode(x, 3, beam=3))[0]
-        greedy = _residual_energy(rvq, x, rvq.encode(x, 3))[0]
-    reference = _reference_beam_table(books, x[0].T, 3)
+        found = _residual_energy(rvq, x, rvq.encode(x, books, beam=3))[0]
+        greedy = _residual_energy(rvq, x, rvq.encode(x, books))[0]
+    reference = _reference_beam([layer.codewords() for layer in rvq.layers], x[0].T, 3)
     assert torch.allclose(found.double(), reference, rtol=1e-5, atol=1e-6)
-    assert (greedy.double() > reference + 1e-4).any()
+    assert (greedy.double() > reference + 1e-4).any()  # the beam changes the outcome on these frames
 
 
 def test_rvq_wider_beam_comes_closer_to_the_latent() -> None:
