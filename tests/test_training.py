@@ -71,6 +71,20 @@ def test_loudness_term_is_trained_and_logged(corpus: Path, tmp_path: Path) -> No
     assert all(r["loss"] > r["mel_l1"] + r["mel_l2"] + 2.0 * r["mel_loudness"] - 1e-4 for r in train)
 
 
+def test_vocoder_loudness_term_is_trained_and_logged(corpus: Path, tmp_path: Path) -> None:
+    voc_conf = RECIPES / "librispeech" / "conf" / "debug_vocoder.toml"
+    cfg = load_config(voc_conf, _overrides(corpus, steps=4, log_every=2, **{"loss.mel_loudness": 2.0}))
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "loss" in r]
+    assert train and all(r["mel_loudness"] > 0 for r in train)
+    # A vocoder's total is exactly the weighted sum of its terms (no phase term, no discriminators here).
+    w = cfg.loss
+    for r in train:
+        expected = w.stft * r["stft"] + w.mel_audio * r["mel_audio"] + 2.0 * r["mel_loudness"]
+        assert r["loss"] == pytest.approx(expected, rel=1e-4)
+
+
 def test_a_release_with_a_postfilter_starts_a_new_run(corpus: Path, tmp_path: Path) -> None:
     """init_from a release whose decoder carries a fitted post-filter: the run takes every other weight."""
     from vqaudio.data.manifest import scan_audio, write_manifest

@@ -64,8 +64,9 @@ class LossConfig:
 
     mel_l1: float = 1.0
     mel_l2: float = 1.0
-    # Spectral codecs: L1 on compressed mel magnitude (see ``losses.loudness_l1``); it keeps the decoded
-    # spectral peaks as high as the real ones, where the log-domain terms let them sag.
+    # Spectral codecs and vocoders: L1 on compressed mel magnitude (see ``losses.loudness_l1``) of the decoded
+    # mel or the generated audio; it keeps spectral peaks as high as the real ones, where the log-domain terms
+    # let them sag.
     mel_loudness: float = 0.0
     loudness_exponent: float = 0.5
     # Spectral codecs: makes the log-mel L1 asymmetric, weighting a decoded value above the real one by

@@ -189,6 +189,15 @@ class VocoderTask(Task):
         mel = self.mel_loss(fake, real)
         loss = w.stft * rec + w.mel_audio * mel
         metrics = {"stft": float(rec.detach()), "mel_audio": float(mel.detach())}
+        if w.mel_loudness:
+            # The codec's loudness-domain term on the generated audio's mel: the log-domain terms above let
+            # the vocoder flatten spectral peaks it is unsure of, which PESQ hears.
+            mel_config = self.config.model.mel
+            loud = loudness_l1(
+                log_mel(fake[:, 0], mel_config), log_mel(real[:, 0], mel_config), None, w.loudness_exponent
+            )
+            loss = loss + w.mel_loudness * loud
+            metrics["mel_loudness"] = float(loud.detach())
         if w.phase:
             phase = self.phase_loss(fake, real)
             loss = loss + w.phase * phase
