@@ -144,6 +144,26 @@ def test_tones_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1, wrong
 
 
+def test_code_search_benchmark(tiny_model_dir: Path) -> None:
+    """Both rankings and both chunk sizes are timed, and the chunk sizes give the same codes."""
+    cmd = [sys.executable, str(BENCHMARKS / "code_search.py"), "--model", str(tiny_model_dir), "--repeats", "1"]
+    args = ["--rows", "64", "--seconds", "1", "--beams", "2", "4", "--codebooks", "2", "--compare-entries", "64"]
+    done = subprocess.run([*cmd, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")][2:]
+    assert [r[0].strip() for r in rows] == [
+        "ranking, k = 1",
+        "ranking, k = 8",
+        "search, beam 2, 2 codebooks",
+        "search, beam 4, 2 codebooks",
+    ]
+    assert all(float(r[-1].split()[0]) > 0 for r in rows)
+    assert all("same codes: yes" in r[-1] for r in rows[2:])
+    for wrong in (["--beams", "1"], ["--seconds", "0"], ["--codebooks", "99"], ["--model", "/nonexistent"]):
+        bad = subprocess.run([*cmd, *wrong], capture_output=True, text=True)
+        assert bad.returncode in (1, 2) and bad.stderr.count("\n") == 1, (wrong, bad.stderr)
+
+
 def test_on_harmonics_separates_a_tone_from_noise() -> None:
     sys.path.insert(0, str(BENCHMARKS))
     try:

@@ -33,8 +33,8 @@ def smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
     The same as ``dist.topk(k, largest=False).indices`` (for ``k`` 1 exactly ``argmin``'s, ties going to the
     first column; for larger ``k`` tied entries may come back from other columns), for ``dist`` without NaN
     (a NaN hides its block), but faster on the CPU, where torch's ``amin`` is vectorised and ``argmin`` and
-    ``topk`` walk each row: on ``[1157, 8192]`` tables on one thread it took 2.3 (``k`` 8) and 3.8 (``k`` 1)
-    times less.
+    ``topk`` walk each row: on ``[1157, 8192]`` tables on one thread it takes 2 to 2.3 (``k`` 8) and 3.7 to 3.8
+    (``k`` 1) times less (``benchmarks/code_search.py --rows 1157``).
 
     The ``k`` blocks of ``SEARCH_BLOCK`` columns with the smallest minima hold the ``k`` smallest entries (a
     block outside them has ``k`` minima no larger than its own elsewhere, so none of its entries ranks in the
