@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+import vqaudio.quantizers.rvq as rvq
 from vqaudio.errors import VQAudioError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,6 @@ def ranking_rows(rows: int, columns: int, repeats: int) -> list[str]:
 
 
 def search_rows(model: str, seconds: float, n: int, beams: list[int], compare_entries: int, repeats: int) -> list[str]:
-    import vqaudio.quantizers.rvq as rvq
     from vqaudio.audio import load_audio
     from vqaudio.models.io import load_model
     from vqaudio.models.spectral import SpectralVQVAE
@@ -106,15 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rows", type=int, default=1024, help="rows of the ranking tables")
     p.add_argument("--seconds", type=float, default=30.0, help="audio for the search rows")
-    p.add_argument("--codebooks", type=int, default=3, help="codebooks searched (speech-16k's default: 3)")
+    p.add_argument("--codebooks", type=int, default=3, help="codebooks searched, 2 or more (speech-16k's default: 3)")
     p.add_argument("--beams", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--compare-entries", type=int, default=1 << 22, help="table entries per chunk to compare with")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
-    if min(args.threads, args.rows, args.repeats, args.codebooks) < 1 or args.seconds <= 0 or min(args.beams) < 2:
+    if (
+        min(args.threads, args.rows, args.repeats, args.compare_entries) < 1
+        or args.codebooks < 2
+        or not 0.1 <= args.seconds <= 3600
+        or min(args.beams) < 2
+        or args.compare_entries == rvq.BEAM_TABLE_ENTRIES
+    ):
         print(
-            "error: --threads, --rows, --repeats and --codebooks must be positive, --seconds above 0 and each "
-            "beam at least 2",
+            "error: --threads, --rows, --repeats and --compare-entries must be positive (and --compare-entries not "
+            f"the default {rvq.BEAM_TABLE_ENTRIES}), --codebooks and each beam at least 2, --seconds 0.1 to 3600",
             file=sys.stderr,
         )
         return 2

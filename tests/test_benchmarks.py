@@ -159,7 +159,13 @@ def test_code_search_benchmark(tiny_model_dir: Path) -> None:
     ]
     assert all(float(r[-1].split()[0]) > 0 for r in rows)
     assert all("same codes: yes" in r[-1] for r in rows[2:])
-    for wrong in (["--beams", "1"], ["--seconds", "0"], ["--codebooks", "99"], ["--model", "/nonexistent"]):
+    for wrong in (
+        ["--beams", "1"],
+        ["--seconds", "nan"],
+        ["--codebooks", "99"],
+        ["--codebooks", "1"],
+        ["--model", "/x"],
+    ):
         bad = subprocess.run([*cmd, *wrong], capture_output=True, text=True)
         assert bad.returncode in (1, 2) and bad.stderr.count("\n") == 1, (wrong, bad.stderr)
 

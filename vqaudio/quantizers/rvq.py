@@ -20,7 +20,7 @@ from vqaudio.quantizers.vq import VectorQuantizer, VQConfig, smallest
 
 # Entries of the beam search's [frames, beam, codebook_size] distance table per chunk of frames: 4 MB in float32, which
 # stays in cache between the product that writes it and the ranking that reads it (with the block ranking, 1.05 to 1.4
-# times as fast as 16 MB chunks at the beam of 8 on 30 s of speech, by machine: benchmarks/code_search.py).
+# times as fast as 16 MB chunks at beam 8 on 30 s of speech, by machine and threads: benchmarks/code_search.py).
 BEAM_TABLE_ENTRIES = 1 << 20
 
 
