@@ -71,8 +71,8 @@ def search_rows(model: str, seconds: float, n: int, beams: list[int], compare_en
     codec = loaded.codec
     if not isinstance(codec, SpectralVQVAE) or not isinstance(codec.quantizer, rvq.ResidualVectorQuantizer):
         raise VQAudioError(f"{model}: not a spectral codec with a residual quantizer")
-    if not 1 <= n <= codec.quantizer.num_codebooks:
-        raise VQAudioError(f"{model}: --codebooks must be 1 to {codec.quantizer.num_codebooks}, got {n}")
+    if n > codec.quantizer.num_codebooks:  # main() has already refused fewer than 2
+        raise VQAudioError(f"{model}: --codebooks must be 2 to {codec.quantizer.num_codebooks}, got {n}")
     clip = load_audio(ROOT / "examples" / "hello.wav", sample_rate=loaded.config.mel.sample_rate, mono=True)
     need = int(seconds * clip.sample_rate)
     audio = clip.samples.repeat(1, -(-need // clip.samples.shape[-1]))[:, :need]
