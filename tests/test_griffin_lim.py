@@ -7,7 +7,17 @@ import torch
 from conftest import speech_like
 
 from vqaudio.errors import ConfigError
-from vqaudio.spectral import MelConfig, STFTConfig, log_mel, magnitude, stft
+from vqaudio.spectral import (
+    MelConfig,
+    STFTConfig,
+    fast_modulus,
+    istft_frames,
+    log_mel,
+    magnitude,
+    reproject_frames,
+    stft,
+    stft_frames,
+)
 from vqaudio.vocoders import (
     GriffinLimConfig,
     GriffinLimVocoder,
@@ -222,3 +232,52 @@ def test_projections_agree_with_and_without_autograd_and_survive_empty_bins() ->
     out = project_consistent(silent * 1.0, angles, head, 2, 0.99, 30 * 160)
     torch.view_as_real(out).sum().backward()
     assert silent.grad is not None and torch.isfinite(silent.grad).all()
+
+
+def _plain_projection(
+    mag: torch.Tensor, angles: torch.Tensor, config: STFTConfig, n_iter: int, momentum: float, length: int
+) -> torch.Tensor:
+    """Fast Griffin-Lim's iterations written out with no buffer reuse: what the inference path must equal."""
+    spec, previous, beta = mag * angles, None, momentum / (1 + momentum)
+    for _ in range(n_iter):
+        rebuilt = stft_frames(istft_frames(spec, config, length), config)
+        accelerated = rebuilt
+        if previous is not None:
+            accelerated = torch.view_as_complex(
+                torch.view_as_real(rebuilt).sub(torch.view_as_real(previous), alpha=beta)
+            )
+        previous = rebuilt
+        spec = accelerated * fast_modulus(accelerated).clamp_min(1e-8).reciprocal().mul(mag)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("config", "length", "n_iter", "momentum"),
+    [
+        (STFTConfig(n_fft=640, hop_length=160), 160 * 90, 8, 0.99),
+        (STFT, 160 * 90 - 37, 5, 0.99),  # a length that ends inside the last frame
+        (STFTConfig(n_fft=512, hop_length=128), 128 * 40, 3, 0.0),  # plain Griffin-Lim
+        (STFT, 160 * 30, 1, 0.99),
+    ],
+)
+def test_projections_without_autograd_equal_the_plain_iterations_to_the_bit(
+    config: STFTConfig, length: int, n_iter: int, momentum: float
+) -> None:
+    """The inference path reuses buffers and works in place; it must not change a single value, since
+    Griffin-Lim amplifies any rounding difference into a different phase."""
+    from vqaudio.vocoders.griffin_lim import project_consistent
+
+    gen = torch.Generator().manual_seed(1)
+    n_frames = config.num_frames(length)
+    mag = torch.rand(2, n_frames, config.n_freqs, generator=gen)
+    angles = torch.polar(torch.ones_like(mag), 6.3 * torch.rand(mag.shape, generator=gen))
+    with torch.inference_mode():
+        spec = mag * angles
+        assert torch.equal(
+            reproject_frames(spec, config, length), stft_frames(istft_frames(spec, config, length), config)
+        )
+        got = project_consistent(mag, angles, config, n_iter, momentum, length)
+        want = _plain_projection(mag, angles, config, n_iter, momentum, length)
+    assert torch.equal(torch.view_as_real(got), torch.view_as_real(want))
+    with pytest.raises(ValueError, match="expected"):
+        reproject_frames(spec[:, :-1], config, length)

@@ -185,6 +185,29 @@ def istft_frames(spec: torch.Tensor, config: STFTConfig, length: int | None = No
     return signal.reshape(*lead, length)
 
 
+def reproject_frames(spec: torch.Tensor, config: STFTConfig, length: int) -> torch.Tensor:
+    """``stft_frames(istft_frames(spec, config, length), config)``, the round trip of each Griffin-Lim iteration,
+    for inference: ``[..., F, n_freqs]`` -> ``[..., F, n_freqs]`` with ``F == config.num_frames(length)``.
+
+    The same operations in the same order, so the same values, with fewer passes over memory: the frames are
+    windowed in place, the overlap-added signal goes straight into the zero-padded buffer the forward STFT
+    frames (instead of a trimmed copy that is padded again), and that framing is windowed into the inverse's
+    frame buffer. Not for autograd (in-place steps).
+    """
+    *lead, n_frames, n_freqs = spec.shape
+    if n_freqs != config.n_freqs or config.num_frames(length) != n_frames:
+        raise ValueError(f"expected [..., {config.num_frames(length)}, {config.n_freqs}], got {tuple(spec.shape)}")
+    window = _window(config.window_length, config.n_fft).to(spec.device)
+    frames = torch.fft.irfft(spec.reshape(-1, n_frames, n_freqs), n=config.n_fft, dim=-1).mul_(window)
+    signal = _overlap_add(frames, config.hop_length)
+    signal.mul_(_inverse_envelope(config.window_length, config.n_fft, config.hop_length, n_frames).to(spec.device))
+    padded = signal.new_zeros(signal.shape[0], 2 * config.pad + n_frames * config.hop_length)
+    kept = min(length, signal.shape[-1] - config.pad)  # what istft_frames keeps; it zero-fills the rest
+    padded[:, config.pad : config.pad + kept] = signal[:, config.pad : config.pad + kept]
+    torch.mul(padded.unfold(-1, config.n_fft, config.hop_length), window, out=frames)
+    return torch.fft.rfft(frames, dim=-1).reshape(*lead, n_frames, n_freqs)
+
+
 def istft(spec: torch.Tensor, config: STFTConfig, length: int | None = None) -> torch.Tensor:
     """Inverse of :func:`stft` by weighted overlap-add.
 
