@@ -9,11 +9,11 @@ Every measurement runs in a fresh subprocess so its peak resident memory (ru_max
 is audio seconds divided by the median wall time of ``--repeats`` runs after one warm-up. Time the machine
 when nothing else runs: a background job halves what this sees.
 
-The work column counts the floating-point operations of the matrix products and convolutions in one more
-run after the timed ones (``torch.utils.flop_counter``; FFTs and elementwise steps are not counted), per second
-of audio, and the rate column is that work times x real-time: the arithmetic rate the run sustained. Together
-they say how far a speed target is from what the CPU does: at a fixed work per second of audio, x real-time
-only rises with the rate.
+The work column counts the floating-point operations of the dense matrix products and convolutions in one
+more run after the timed ones (``torch.utils.flop_counter``; FFTs, sparse products and elementwise steps are not
+counted), per second of audio, and the rate column is that work times x real-time: the arithmetic rate the
+run sustained. Together they say how far a speed target is from what the CPU does: at a fixed work per second
+of audio, x real-time only rises with the rate.
 """
 
 from __future__ import annotations
@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "Arithmetic is encoder / decoder; `auto` decoding uses bfloat16 where the CPU has it natively. Beam: the"
         " width of the code search when encoding (1: greedy).",
         "",
-        "Work: MFLOP of matrix products and convolutions per second of audio (FFTs not counted); rate: the"
-        " GFLOP/s that work ran at (work x real-time).",
+        "Work: MFLOP of dense matrix products and convolutions per second of audio (FFTs and the sparse products"
+        " of Griffin-Lim's mel inversion not counted); rate: the GFLOP/s that work ran at (work x real-time).",
         "",
         "| task | beam | vocoder | arithmetic | audio (s) | x real-time | work (MFLOP/s) | rate (GFLOP/s) |"
         " peak memory (MB) |",

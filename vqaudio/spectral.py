@@ -311,7 +311,7 @@ def _refine_sparse(
     mag: torch.Tensor, mel: torch.Tensor, config: MelConfig, iterations: int, step: float
 ) -> torch.Tensor:
     """:func:`mel_to_magnitude`'s projected-gradient steps without autograd, through the sparse basis: the same
-    steps, a twentieth of the arithmetic of the dense products (rounding differs in the last bits)."""
+    steps, a fortieth of the arithmetic of the dense products (rounding differs in the last bits)."""
     fwd, back = (m.to(mag.device) for m in _sparse_mel_basis(config))
     *lead, n_freqs, n_frames = mag.shape
     # One layout for every step: bins (or bands) first, batch and frames flattened after them.
