@@ -258,6 +258,7 @@ def _plain_projection(
         (STFT, 160 * 90 - 37, 5, 0.99),  # a length that ends inside the last frame
         (STFTConfig(n_fft=512, hop_length=128), 128 * 40, 3, 0.0),  # plain Griffin-Lim
         (STFT, 160 * 30, 1, 0.99),
+        (STFT, 160 * 30, 0, 0.99),
     ],
 )
 def test_projections_without_autograd_equal_the_plain_iterations_to_the_bit(
@@ -278,6 +279,11 @@ def test_projections_without_autograd_equal_the_plain_iterations_to_the_bit(
         )
         got = project_consistent(mag, angles, config, n_iter, momentum, length)
         want = _plain_projection(mag, angles, config, n_iter, momentum, length)
+    assert torch.equal(torch.view_as_real(got), torch.view_as_real(want))
+    # One magnitude broadcast over a batch of starting phases.
+    with torch.inference_mode():
+        got = project_consistent(mag[0], angles, config, n_iter, momentum, length)
+        want = _plain_projection(mag[0], angles, config, n_iter, momentum, length)
     assert torch.equal(torch.view_as_real(got), torch.view_as_real(want))
     with pytest.raises(ValueError, match="expected"):
         reproject_frames(spec[:, :-1], config, length)

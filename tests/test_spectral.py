@@ -164,13 +164,16 @@ def test_mel_to_magnitude_without_autograd_takes_the_same_steps_through_the_spar
     rounding, with and without batch dimensions, and the dense path stays for autograd."""
     config = MelConfig(sample_rate=16000, stft=STFTConfig(n_fft=1024, hop_length=160, win_length=640))
     target = log_mel(_noise(2, 3, 4000), config)  # [2, 3, n_mels, F]
-    dense = mel_to_magnitude(target, config, iterations=30)
+    with torch.enable_grad():  # the dense loop, as autograd would run it
+        dense = mel_to_magnitude(target.clone().requires_grad_(True), config, iterations=30).detach()
     with torch.inference_mode():
         sparse = mel_to_magnitude(target, config, iterations=30)
         one = mel_to_magnitude(target[1, 2], config, iterations=30)
     assert sparse.shape == dense.shape == (2, 3, config.stft.n_freqs, target.shape[-1])
     assert (sparse >= 0).all() and torch.allclose(sparse, dense, rtol=1e-5, atol=1e-6 * float(dense.max()))
     assert torch.allclose(one, sparse[1, 2], rtol=1e-5, atol=1e-6 * float(dense.max()))
+    # Outside inference mode too, as long as the input needs no gradient: the output does not depend on the mode.
+    assert torch.equal(mel_to_magnitude(target, config, iterations=30), sparse) and sparse.is_contiguous()
     leaf = target.clone().requires_grad_(True)
     mel_to_magnitude(leaf, config, iterations=2).sum().backward()
     assert leaf.grad is not None and torch.isfinite(leaf.grad).all()

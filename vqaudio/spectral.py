@@ -288,7 +288,9 @@ def mel_to_magnitude(log_mel_spec: torch.Tensor, config: MelConfig, iterations: 
     pinv, step = _mel_inverse(config)
     mel = torch.exp(log_mel_spec.float())
     mag = torch.clamp(torch.matmul(pinv.to(mel.device), mel), min=0.0)
-    if iterations and not torch.is_grad_enabled():
+    # Sparse products on a CPU when nothing needs their gradient (the dense loop below stays for autograd):
+    # chosen by the input, not the grad mode, so a caller outside inference mode gets the same output.
+    if iterations and mel.device.type == "cpu" and not (torch.is_grad_enabled() and log_mel_spec.requires_grad):
         return _refine_sparse(mag, mel, config, iterations, step)
     # The gradient M^T (M s - m) through the thin mel basis, not the n_freqs x n_freqs Gram matrix: about a
     # third of the arithmetic for 80 mels over 513 bins.
@@ -312,7 +314,7 @@ def _refine_sparse(
 ) -> torch.Tensor:
     """:func:`mel_to_magnitude`'s projected-gradient steps without autograd, through the sparse basis: the same
     steps, a fortieth of the arithmetic of the dense products (rounding differs in the last bits)."""
-    fwd, back = (m.to(mag.device) for m in _sparse_mel_basis(config))
+    fwd, back = _sparse_mel_basis(config)
     *lead, n_freqs, n_frames = mag.shape
     # One layout for every step: bins (or bands) first, batch and frames flattened after them.
     s = mag.movedim(-2, 0).reshape(n_freqs, -1).contiguous()
@@ -320,7 +322,7 @@ def _refine_sparse(
     for _ in range(iterations):
         residual = torch.sparse.mm(fwd, s).sub_(m)
         s.sub_(torch.sparse.mm(back, residual).mul_(step)).clamp_(min=0.0)
-    return s.reshape(n_freqs, *lead, n_frames).movedim(0, -2)
+    return s.reshape(n_freqs, *lead, n_frames).movedim(0, -2).contiguous()
 
 
 @functools.lru_cache(maxsize=16)
