@@ -169,16 +169,23 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
     return out.reshape(b, -1)[:, : (n_frames - 1) * hop + n]
 
 
+def _overlap_added(spec: torch.Tensor, config: STFTConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse STFT before trimming: complex ``[B, F, n_freqs]`` -> the windowed frames ``[B, F, n_fft]`` and
+    their weighted overlap-add ``[B, (F - 1) * hop + n_fft]``, padding included. Windowed and weighted in place
+    (neither product's gradient needs the value it overwrites)."""
+    window = _window(config.window_length, config.n_fft).to(spec.device)
+    frames = torch.fft.irfft(spec, n=config.n_fft, dim=-1).mul_(window)
+    signal = _overlap_add(frames, config.hop_length)
+    inv_envelope = _inverse_envelope(config.window_length, config.n_fft, config.hop_length, spec.shape[-2])
+    return frames, signal.mul_(inv_envelope.to(spec.device))
+
+
 def istft_frames(spec: torch.Tensor, config: STFTConfig, length: int | None = None) -> torch.Tensor:
     """Inverse of :func:`stft_frames`: complex ``[..., F, n_freqs]`` -> ``[..., length]`` float32."""
     *lead, n_frames, n_freqs = spec.shape
     if n_freqs != config.n_freqs:
         raise ValueError(f"expected {config.n_freqs} frequency bins, got {n_freqs}")
-    window = _window(config.window_length, config.n_fft).to(spec.device)
-    frames = torch.fft.irfft(spec.reshape(-1, n_frames, n_freqs), n=config.n_fft, dim=-1) * window
-    signal = _overlap_add(frames, config.hop_length)
-    inv_envelope = _inverse_envelope(config.window_length, config.n_fft, config.hop_length, n_frames)
-    signal = signal * inv_envelope.to(spec.device)
+    signal = _overlap_added(spec.reshape(-1, n_frames, n_freqs), config)[1]
     length = n_frames * config.hop_length if length is None else length
     signal = signal[:, config.pad : config.pad + length]
     if signal.shape[-1] < length:
@@ -190,21 +197,18 @@ def reproject_frames(spec: torch.Tensor, config: STFTConfig, length: int) -> tor
     """``stft_frames(istft_frames(spec, config, length), config)``, the round trip of each Griffin-Lim iteration,
     for inference: ``[..., F, n_freqs]`` -> ``[..., F, n_freqs]`` with ``F == config.num_frames(length)``.
 
-    The same operations in the same order, so the same values, with fewer passes over memory: the frames are
-    windowed in place, the overlap-added signal goes straight into the zero-padded buffer the forward STFT
-    frames (instead of a trimmed copy that is padded again), and that framing is windowed into the inverse's
-    frame buffer. Not for autograd (in-place steps).
+    The same operations in the same order, so the same values, with fewer passes over memory: the overlap-added
+    signal goes straight into the zero-padded buffer the forward STFT frames (instead of a trimmed copy that is
+    padded again), and that framing is windowed into the inverse's frame buffer. Not for autograd (``out=``).
     """
     *lead, n_frames, n_freqs = spec.shape
     if n_freqs != config.n_freqs or config.num_frames(length) != n_frames:
         raise ValueError(f"expected [..., {config.num_frames(length)}, {config.n_freqs}], got {tuple(spec.shape)}")
-    window = _window(config.window_length, config.n_fft).to(spec.device)
-    frames = torch.fft.irfft(spec.reshape(-1, n_frames, n_freqs), n=config.n_fft, dim=-1).mul_(window)
-    signal = _overlap_add(frames, config.hop_length)
-    signal.mul_(_inverse_envelope(config.window_length, config.n_fft, config.hop_length, n_frames).to(spec.device))
+    frames, signal = _overlap_added(spec.reshape(-1, n_frames, n_freqs), config)
     padded = signal.new_zeros(signal.shape[0], 2 * config.pad + n_frames * config.hop_length)
     kept = min(length, signal.shape[-1] - config.pad)  # what istft_frames keeps; it zero-fills the rest
     padded[:, config.pad : config.pad + kept] = signal[:, config.pad : config.pad + kept]
+    window = _window(config.window_length, config.n_fft).to(spec.device)
     torch.mul(padded.unfold(-1, config.n_fft, config.hop_length), window, out=frames)
     return torch.fft.rfft(frames, dim=-1).reshape(*lead, n_frames, n_freqs)
 
@@ -284,7 +288,6 @@ def mel_to_magnitude(log_mel_spec: torch.Tensor, config: MelConfig, iterations: 
     Uses the non-negative least-squares solution given by the pseudo-inverse clamped at zero, optionally
     refined with a few projected-gradient steps (``iterations``) on ``||M s - m||^2`` subject to ``s >= 0``.
     """
-    basis = mel_basis(config).to(log_mel_spec.device)
     pinv, step = _mel_inverse(config)
     mel = torch.exp(log_mel_spec.float())
     mag = torch.clamp(torch.matmul(pinv.to(mel.device), mel), min=0.0)
@@ -294,6 +297,7 @@ def mel_to_magnitude(log_mel_spec: torch.Tensor, config: MelConfig, iterations: 
         return _refine_sparse(mag, mel, config, iterations, step)
     # The gradient M^T (M s - m) through the thin mel basis, not the n_freqs x n_freqs Gram matrix: about a
     # third of the arithmetic for 80 mels over 513 bins.
+    basis = mel_basis(config).to(mel.device)
     for _ in range(iterations):
         mag = torch.clamp(mag - step * torch.matmul(basis.T, torch.matmul(basis, mag) - mel), min=0.0)
     return mag
