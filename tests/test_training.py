@@ -302,9 +302,47 @@ def test_vocoder_learns_from_post_filtered_codec_output(corpus: Path, tmp_path: 
     assert "trained on the log-mel decoded and post-filtered by" in (tmp_path / "out" / "README.md").read_text()
     with pytest.raises(ConfigError, match="needs codec_model"):
         load_config(voc_conf, _overrides(corpus, codec_postfilter=True))
+    with pytest.raises(ConfigError, match="postfilter_target needs codec_postfilter"):
+        load_config(voc_conf, _overrides(corpus, codec_model=str(tmp_path / "rel"), postfilter_target=True))
     with pytest.raises(VQAudioError, match="has no post-filter"):
         cfg = load_config(voc_conf, _overrides(corpus, codec_model=str(codec_dir), codec_postfilter=True))
         Trainer(cfg, tmp_path / "nopf", progress=False)
+
+
+def test_postfilter_target_puts_the_filters_change_on_the_target(corpus: Path, tmp_path: Path) -> None:
+    """postfilter_target: the target audio gets the post-filter's log-mel change as a gain per STFT bin, so a
+    uniform change of log 2 doubles a tone, no change returns the audio, and the change a step applies is the
+    one the post-filter made to the features."""
+    from vqaudio.data.manifest import scan_audio, write_manifest
+    from vqaudio.spectral import log_mel
+    from vqaudio.training.export import export_release
+
+    codec_dir = Trainer(load_config(DEBUG, _overrides(corpus, steps=2)), tmp_path / "codec", progress=False).fit()
+    manifest = write_manifest(scan_audio([corpus], min_sample_rate=16000), tmp_path / "train.tsv")
+    export_release(codec_dir, tmp_path / "rel", "debug", half=False, postfilter=0.5, postfilter_data=manifest)
+    voc_conf = RECIPES / "librispeech" / "conf" / "debug_vocoder.toml"
+    extra = {"codec_model": str(tmp_path / "rel"), "codec_postfilter": True, "postfilter_target": True}
+    trainer = Trainer(load_config(voc_conf, _overrides(corpus, steps=1, **extra)), tmp_path / "voc", progress=False)
+    task = trainer.task
+    mel_config = task.config.model.mel  # type: ignore[attr-defined]
+    t = torch.arange(16000) / 16000
+    tone = (0.1 * torch.sin(2 * torch.pi * 1000 * t))[None, None]
+    frames = log_mel(tone[:, 0], mel_config).shape[-1]
+    same = task.filtered_target(tone, torch.zeros(1, mel_config.n_mels, frames))  # type: ignore[attr-defined]
+    assert torch.allclose(same, tone, atol=1e-5)
+    doubled = task.filtered_target(tone, torch.full((1, mel_config.n_mels, frames), math.log(2.0)))  # type: ignore[attr-defined]
+    assert torch.allclose(doubled[..., 2000:-2000], 2 * tone[..., 2000:-2000], atol=1e-4)
+
+    batch = next(iter(trainer._loader()))
+    features, added = task._features(batch.audio, batch.lengths)  # type: ignore[attr-defined]
+    codec = task.codec  # type: ignore[attr-defined]
+    assert torch.allclose(features, codec.postfilter(features - added), atol=1e-4)
+    assert added.abs().mean() > 1e-3
+    target = task.filtered_target(batch.audio, added)  # type: ignore[attr-defined]
+    change = log_mel(target[:, 0], mel_config) - log_mel(batch.audio[:, 0], mel_config)
+    assert torch.corrcoef(torch.stack([change.flatten(), added.flatten()]))[0, 1] > 0.5
+    export_release(tmp_path / "rel", tmp_path / "out", "snap", vocoder_dir=trainer.fit(), half=False)
+    assert "target audio given the post-filter's change" in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_export_from_a_run_directory(corpus: Path, tmp_path: Path) -> None:

@@ -116,6 +116,10 @@ class TrainConfig:
     # Vocoder task only: run ``codec_model``'s spectral post-filter on its decoded log-mel, as inference does
     # before the back end, so the vocoder learns from the features it will be given.
     codec_postfilter: bool = False
+    # Vocoder task only, with ``codec_postfilter``: what the post-filter adds to the decoded log-mel is also
+    # put on the target audio (spread over its STFT bins), so the vocoder learns to keep the filter's contrast
+    # instead of learning to undo it, as it does when the target is the untouched original.
+    postfilter_target: bool = False
     # Submodules of the model (top-level names such as "encoder", "quantizer") to take from ``init_from``;
     # empty takes everything. Lets a resized decoder start from a finished encoder and codebooks.
     init_modules: tuple[str, ...] = ()
@@ -136,6 +140,8 @@ class TrainConfig:
             raise ConfigError("codec_model applies to the vocoder task only")
         if self.codec_postfilter and self.codec_model is None:
             raise ConfigError("codec_postfilter needs codec_model")
+        if self.postfilter_target and not self.codec_postfilter:
+            raise ConfigError("postfilter_target needs codec_postfilter")
         if self.teacher is not None and self.task != "codec":
             raise ConfigError("teacher applies to the codec task only")
         if self.teacher is not None and not self.loss.distill > 0:

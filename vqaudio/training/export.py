@@ -222,6 +222,8 @@ def _stage_lines(record: dict[str, Any]) -> list[str]:
     if config.get("codec_model"):
         filtered = " and post-filtered" if config.get("codec_postfilter") else ""
         lines.append(f"trained on the log-mel decoded{filtered} by {config['codec_model']}")
+        if config.get("postfilter_target"):
+            lines.append("target audio given the post-filter's change to the log-mel")
     if config.get("teacher"):
         lines.append(f"encoder distilled from {config['teacher']}")
     # Markdown joins adjacent lines into one paragraph; a trailing backslash keeps them apart.

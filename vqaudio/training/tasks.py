@@ -24,7 +24,7 @@ from vqaudio.models.builders import build_codec, build_vocoder
 from vqaudio.models.io import load_model
 from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.quantizers.rvq import draw_num_codebooks
-from vqaudio.spectral import STFTConfig, log_mel
+from vqaudio.spectral import STFTConfig, istft_frames, log_mel, mel_basis, stft_frames
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.discriminators import Discriminators, MelDiscriminators
 from vqaudio.vocoders.base import Vocoder
@@ -170,20 +170,39 @@ class VocoderTask(Task):
 
     def features(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """True log-mel ``[B, n_mels, F]``, or the codec's reconstruction of it at a random bitrate."""
+        return self._features(audio, lengths)[0]
+
+    def _features(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`features` and, when the post-filter runs, what it added to the decoded log-mel (same shape)."""
         with torch.no_grad():
             target = log_mel(audio[:, 0], self.config.model.mel)
             if self.codec is None:
-                return target
+                return target, None
             k = draw_num_codebooks(self.codec_config.rvq, self.generator) if self.codec_config.quantizer == "rvq" else 1
-            decoded = self.codec.decode(self.codec.encode(audio, lengths, n_codebooks=k))
-            if self.config.codec_postfilter:
-                decoded = self.codec.postfilter(decoded)
-            return decoded[..., : target.shape[-1]]
+            decoded = self.codec.decode(self.codec.encode(audio, lengths, n_codebooks=k))[..., : target.shape[-1]]
+            if not self.config.codec_postfilter:
+                return decoded, None
+            filtered = self.codec.postfilter(decoded)
+            return filtered, filtered - decoded
+
+    def filtered_target(self, audio: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
+        """The target audio ``[B, 1, T]`` with the post-filter's log-mel change ``added`` ``[B, n_mels, F]`` put on
+        it as a gain per STFT bin and frame, each bin taking the mean of its mel bands' changes weighted by
+        the filterbank (bins no band covers keep their level)."""
+        mel_config = self.config.model.mel
+        with torch.no_grad():
+            basis = mel_basis(mel_config).to(audio.device)  # [n_mels, n_freqs]
+            weights = basis / basis.sum(0, keepdim=True).clamp_min(1e-12)
+            spec = stft_frames(audio[:, 0], mel_config.stft)  # [B, F, n_freqs]
+            gain = torch.exp(torch.matmul(added.transpose(1, 2), weights))[:, : spec.shape[1]]
+            return istft_frames(spec * gain, mel_config.stft, audio.shape[-1])[:, None]
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         w = self.config.loss
         real = batch.audio
-        features = self.features(real, batch.lengths)
+        features, added = self._features(real, batch.lengths)
+        if self.config.postfilter_target and added is not None:
+            real = self.filtered_target(real, added)
         fake = model(features)[:, None, : real.shape[-1]]
         rec = self.stft_loss(fake, real)
         mel = self.mel_loss(fake, real)
