@@ -118,7 +118,8 @@ class TrainConfig:
     codec_postfilter: bool = False
     # Vocoder task only, with ``codec_postfilter``: what the post-filter adds to the decoded log-mel is also
     # put on the target audio (spread over its STFT bins), so the vocoder learns to keep the filter's contrast
-    # instead of learning to undo it, as it does when the target is the untouched original.
+    # instead of learning to undo it, as it does when the target is the untouched original. With adversarial
+    # losses the discriminators then see that target as the real audio.
     postfilter_target: bool = False
     # Submodules of the model (top-level names such as "encoder", "quantizer") to take from ``init_from``;
     # empty takes everything. Lets a resized decoder start from a finished encoder and codebooks.
