@@ -349,6 +349,28 @@ def test_batch_longer_than_window_falls_back(family_dir: Path) -> None:
         assert torch.equal(got.codes, whole.encode(x, SR).codes)
 
 
+@pytest.mark.parametrize("window_seconds", [BIG_WINDOW, 0.5])
+def test_batch_of_paths_encodes_whole_files(
+    family_dir: Path, tmp_path: Path, small_blocks: list[int], window_seconds: float
+) -> None:
+    """Files read in many blocks keep every block: a path in a batch gives the codes of the whole file, for
+    files shorter and longer than the encode window, mixed with arrays."""
+    tok = Tokenizer(load_model(family_dir), window_seconds=window_seconds)
+    items: list[Path | np.ndarray] = []
+    for i, seconds in enumerate((0.3, 1.7, 1.1)):
+        path = tmp_path / f"item{i}.wav"
+        sf.write(path, speech_like(seconds, 22050, seed=i), 22050)
+        items.append(path)
+    items.insert(1, speech_like(0.6, 22050, seed=9))
+    batch = tok.encode_batch(items, 22050)
+    assert len(small_blocks) > 10  # the files really were read in many blocks
+    for item, got in zip(items, batch, strict=True):
+        alone = tok.encode(item, 22050 if isinstance(item, np.ndarray) else None)
+        assert got.original_length == alone.original_length
+        assert got.codes.shape == alone.codes.shape
+        assert torch.equal(got.codes, alone.codes)
+
+
 def test_batch_empty_list(spectral: Tokenizer) -> None:
     with contextlib.suppress(VQAudioError):
         assert spectral.encode_batch([], SR) == []

@@ -20,6 +20,7 @@ output differs slightly from a whole-file pass (bounded in the tests).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -370,11 +371,14 @@ class Tokenizer:
         n = self._n(n_codebooks)
         blocks, orig_sr, channels = self._prepare(audio, sample_rate)
         codes, total = self._encode_blocks(blocks, n)
+        return self._encoded(codes, total, orig_sr, channels)
+
+    def _encoded(self, codes: torch.Tensor, length: int, orig_sr: int, channels: int) -> Encoded:
         return Encoded(
             codes=codes,
             sample_rate=self.sample_rate,
             frame_rate=self.frame_rate,
-            original_length=total,
+            original_length=length,
             original_sample_rate=orig_sr,
             original_channels=channels,
             model_id=self.name,
@@ -385,44 +389,47 @@ class Tokenizer:
 
     @torch.inference_mode()
     def encode_batch(
-        self, audios: Sequence[torch.Tensor], sample_rate: int, *, n_codebooks: int | None = None
+        self, audios: Sequence[AudioInput], sample_rate: int | None = None, *, n_codebooks: int | None = None
     ) -> list[Encoded]:
-        """Encode several ``[T_i]``/``[C, T_i]`` arrays in one padded batch.
+        """Encode several file paths or ``[T_i]``/``[C, T_i]`` arrays at ``sample_rate``; arrays and files up to
+        one encode window long go through the model in one padded batch.
 
         Padding never changes the codes: the model masks every position past an item's length after every
-        layer, so each item gets exactly the codes it gets alone.
+        layer, so each item gets exactly the codes it gets alone. A longer item (a file is read only until it
+        proves longer) is encoded alone through the windowed path, whole and in bounded memory.
         """
         n = self._n(n_codebooks)
-        if not audios:
-            return []
-        prepared = [self._prepare(a, sample_rate) for a in audios]
-        mono = [next(iter(blocks)) for blocks, _, _ in prepared]
-        lengths = torch.tensor([m.numel() for m in mono])
-        if int(lengths.max()) > self.window_frames * self.model.hop_length:
-            return [self.encode(a, sample_rate, n_codebooks=n) for a in audios]
-        batch = torch.zeros(len(mono), 1, int(lengths.max()))
-        for i, m in enumerate(mono):
-            batch[i, 0, : m.numel()] = m
-        with _autocast(self.encode_dtype):
-            codes = self.model.encode(batch, lengths, n_codebooks=n, beam=self.beam)
-        out = []
-        for i, (_, orig_sr, ch) in enumerate(prepared):
-            f = self.model.num_frames(int(lengths[i]))
-            out.append(
-                Encoded(
-                    codes=codes[i, :, :f].clone(),
-                    sample_rate=self.sample_rate,
-                    frame_rate=self.frame_rate,
-                    original_length=int(lengths[i]),
-                    original_sample_rate=orig_sr,
-                    original_channels=ch,
-                    model_id=self.name,
-                    model_checksum=self.checksum,
-                    codebook_size=self.codebook_size,
-                    codes_checksum=self.codes_checksum,
-                )
-            )
-        return out
+        limit = self.window_frames * self.model.hop_length
+        out: list[Encoded | None] = [None] * len(audios)
+        short: list[tuple[int, torch.Tensor, int, int]] = []  # (position, mono samples, rate, channels)
+        for i, audio in enumerate(audios):
+            blocks, orig_sr, channels = self._prepare(audio, sample_rate)
+            stream = iter(blocks)
+            head: list[torch.Tensor] = []
+            read = 0
+            for block in stream:
+                head.append(block.float())
+                read += block.numel()
+                if read > limit:
+                    break
+            if read > limit:
+                codes, total = self._encode_blocks(itertools.chain(head, stream), n)
+                out[i] = self._encoded(codes, total, orig_sr, channels)
+            elif read == 0:
+                raise VQAudioError("audio is empty")
+            else:
+                short.append((i, torch.cat(head), orig_sr, channels))
+        if short:
+            lengths = torch.tensor([m.numel() for _, m, _, _ in short])
+            batch = torch.zeros(len(short), 1, int(lengths.max()))
+            for j, (_, m, _, _) in enumerate(short):
+                batch[j, 0, : m.numel()] = m
+            with _autocast(self.encode_dtype):
+                codes = self.model.encode(batch, lengths, n_codebooks=n, beam=self.beam)
+            for j, (i, m, orig_sr, channels) in enumerate(short):
+                f = self.model.num_frames(m.numel())
+                out[i] = self._encoded(codes[j, :, :f].clone(), m.numel(), orig_sr, channels)
+        return [e for e in out if e is not None]
 
     # -- decode --------------------------------------------------------------------------------------
     def _vocoder(self, name: str | None) -> Vocoder | None:

@@ -11,6 +11,10 @@ Two ways to learn the codebook:
 Either way the codebook can be initialised by k-means on the first training batch, and codes whose usage
 falls below ``dead_threshold`` are restarted from random recent encoder outputs. All distance and update
 math runs in float32, whatever the model's dtype.
+
+Under ``torch.distributed`` every statistic is global: the counts and sums are summed over ranks before the
+EMA step, k-means runs on every rank's vectors and restarts draw from every rank's, so N ranks given halves of
+a batch learn the codebook one process learns from the whole batch, and all ranks hold the same buffers.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vqaudio.distributed import all_gather_rows, all_reduce_sum, world_size
 from vqaudio.errors import ConfigError
 from vqaudio.quantizers.base import BaseQuantizer, QuantizerOutput
 
@@ -161,7 +166,10 @@ class VectorQuantizer(BaseQuantizer):
 
     @torch.no_grad()
     def _init_codebook(self, flat: torch.Tensor) -> None:
-        centroids = kmeans(flat, self.codebook_size, self.config.kmeans_iters)
+        centroids = kmeans(all_gather_rows(flat), self.codebook_size, self.config.kmeans_iters)
+        if world_size() > 1:
+            # Same samples on every rank, but the seeding draws from each rank's own random state.
+            torch.distributed.broadcast(centroids, src=0)
         self._set_codewords(torch.arange(self.codebook_size), centroids)
         self.cluster_size.fill_(1.0)
         self.initialized.fill_(True)
@@ -177,10 +185,10 @@ class VectorQuantizer(BaseQuantizer):
     def _update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         """EMA update of usage (and, with ``ema``, of the codewords), then dead-code restart."""
         cfg = self.config
-        onehot_counts = torch.bincount(codes, minlength=self.codebook_size).float()
+        onehot_counts = all_reduce_sum(torch.bincount(codes, minlength=self.codebook_size).float())
         self.cluster_size.mul_(cfg.decay).add_(onehot_counts, alpha=1 - cfg.decay)
         if cfg.ema:
-            sums = torch.zeros_like(self.embed_sum).index_add_(0, codes, flat)
+            sums = all_reduce_sum(torch.zeros_like(self.embed_sum).index_add_(0, codes, flat))
             self.embed_sum.mul_(cfg.decay).add_(sums, alpha=1 - cfg.decay)
             n = self.cluster_size.sum()
             smoothed = (self.cluster_size + cfg.epsilon) / (n + self.codebook_size * cfg.epsilon) * n
@@ -190,11 +198,17 @@ class VectorQuantizer(BaseQuantizer):
         dead = self.cluster_size < cfg.dead_threshold
         n_dead = int(dead.sum())
         if n_dead:
-            pick = torch.randint(flat.shape[0], (n_dead,), device=flat.device)
+            # Every rank sees the same dead codes (the counts are global); each offers n_dead of its own vectors
+            # and all take the same evenly spaced picks from the gathered pool, so restarts agree across ranks.
+            local = flat[torch.randint(flat.shape[0], (n_dead,), device=flat.device)] if len(flat) else flat
+            pool = all_gather_rows(local)
+            if not len(pool):
+                return
+            pick = torch.arange(n_dead, device=flat.device) * pool.shape[0] // n_dead
             idx = dead.nonzero().squeeze(1)
             # Restart at the cluster-size threshold so a revived code is not instantly dead again.
             self.cluster_size[idx] = cfg.dead_threshold * 2
-            self._set_codewords(idx, flat[pick])
+            self._set_codewords(idx, pool[pick])
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, n_codebooks: int | None = None

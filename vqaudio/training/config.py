@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # tomllib is 3.11's; tomli is the same parser, packaged for 3.10
+    import tomli as tomllib
 
 from vqaudio.config import from_dict
 from vqaudio.errors import ConfigError

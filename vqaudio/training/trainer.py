@@ -284,7 +284,8 @@ class Trainer:
         return validate(self.task, self.config)
 
     def _sync_buffers(self) -> None:
-        """EMA codebooks are buffers updated locally; make every rank hold rank 0's before saving."""
+        """Make every rank hold rank 0's buffers before saving. The quantizers already reduce their statistics
+        across ranks, so this only guards against drift from float rounding or buffers of other modules."""
         if self.dist.world_size > 1:
             for buf in self.model.buffers():
                 dist.broadcast(buf, src=0)
