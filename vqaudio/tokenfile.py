@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import struct
 import zlib
@@ -43,6 +44,7 @@ __all__ = [
     "assume_model",
     "bits_per_code",
     "check_compatible",
+    "code_search_id",
     "load_codes",
     "pack_codes",
     "read_tokens",
@@ -109,6 +111,9 @@ class TokenHeader:
             and analysis settings), or ``""`` in files written before it existed. When the file and the model
             both have one, it replaces ``model_checksum`` in :func:`check_compatible`, so a new decoder or
             vocoder for the same codes still decodes the file.
+        code_search: how the codes were searched, ``"v<N> beam <B>"`` (see :func:`code_search_id`), or ``""`` in
+            files written before it existed. ``N`` is :data:`CODES_VERSION` of the vqaudio that wrote the file;
+            :func:`check_compatible` refuses a file of another version, whose codes this vqaudio would not give.
         extra: free-form JSON-serialisable metadata; readers keep it and never interpret it.
     """
 
@@ -124,6 +129,7 @@ class TokenHeader:
     original_channels: int
     channel_handling: str
     codes_checksum: str = ""
+    code_search: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -152,6 +158,8 @@ class TokenHeader:
         }
         if self.codes_checksum:
             d["codes_checksum"] = str(self.codes_checksum)
+        if self.code_search:
+            d["code_search"] = str(self.code_search)
         return d
 
     @classmethod
@@ -165,8 +173,8 @@ class TokenHeader:
 
 
 _STR_KEYS = ("model_id", "model_checksum", "channel_handling")
-# Keys a header may lack: "codes_checksum" arrived after the first files were written.
-_OPTIONAL_KEYS = ("codes_checksum", "extra")
+# Keys a header may lack: "codes_checksum" and "code_search" arrived after the first files were written.
+_OPTIONAL_KEYS = ("codes_checksum", "code_search", "extra")
 _INT_KEYS = (
     "sample_rate",
     "codebook_size",
@@ -205,6 +213,9 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
     codes_checksum = d.get("codes_checksum", "")
     if not isinstance(codes_checksum, str):
         raise TokenFileError(f"{source}: header 'codes_checksum' must be a string, got {codes_checksum!r}")
+    code_search = d.get("code_search", "")
+    if not isinstance(code_search, str) or code_search and _parse_code_search(code_search) is None:
+        raise TokenFileError(f"{source}: header 'code_search' must look like 'v1 beam 8', got {code_search!r}")
     header = TokenHeader(
         model_id=d["model_id"],
         model_checksum=d["model_checksum"],
@@ -218,10 +229,23 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
         original_channels=int(d["original_channels"]),
         channel_handling=d["channel_handling"],
         codes_checksum=codes_checksum,
+        code_search=code_search,
         extra=dict(extra),
     )
     _check_header(header, source)
     return header
+
+
+def code_search_id(beam: int, version: int) -> str:
+    """The header's ``code_search`` for codes found by a beam of ``beam`` (1: greedy) under codes ``version``
+    (:data:`vqaudio.models.base.CODES_VERSION`)."""
+    return f"v{version} beam {beam}"
+
+
+def _parse_code_search(text: str) -> tuple[int, int] | None:
+    """``"v1 beam 8"`` -> ``(1, 8)``; ``None`` when malformed."""
+    m = re.fullmatch(r"v(\d+) beam (\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m and int(m.group(2)) >= 1 else None
 
 
 def _check_header(h: TokenHeader, source: str) -> None:
@@ -612,6 +636,7 @@ def check_compatible(
     num_codebooks: int,
     *,
     codes_checksum: str = "",
+    codes_version: int | None = None,
     also_accept: Sequence[str] = (),
     source: _PathLike | None = None,
 ) -> None:
@@ -628,13 +653,15 @@ def check_compatible(
         header: the token file's header.
         model_id, model_checksum, codebook_size, num_codebooks: the model about to decode.
         codes_checksum: the model's codes checksum, if known.
+        codes_version: the caller's :data:`~vqaudio.models.base.CODES_VERSION`; a file whose ``code_search``
+            names another version is refused.
         also_accept: weights checksums of earlier models that made the same codes (a model card's
             ``compatible_checksums``), accepted for a file that carries only a weights checksum.
         source: the token file's path, used in messages.
 
     Raises:
         TokenFileError: the header has no model (see :func:`assume_model`), another model id or
-            checksum, more codebooks or a larger codebook than the model.
+            checksum, more codebooks or a larger codebook than the model, or codes of another code search version.
     """
     name = str(source) if source is not None else "the token file"
     if header.is_unknown:
@@ -657,6 +684,12 @@ def check_compatible(
         raise TokenFileError(
             f"{name} was made by model {header.model_id} with checksum {_short(header.model_checksum)}, "
             f"but the loaded {model_id} has checksum {_short(model_checksum)}; its weights differ"
+        )
+    search = _parse_code_search(header.code_search) if header.code_search else None
+    if search is not None and codes_version is not None and search[0] != codes_version:
+        raise TokenFileError(
+            f"{name} was tokenized by code search v{search[0]}, but this vqaudio finds codes with v{codes_version} "
+            "and would give other codes for the same audio; tokenize the audio again"
         )
     if header.num_codebooks > num_codebooks:
         raise TokenFileError(

@@ -33,9 +33,10 @@ import torch
 
 from vqaudio.audio import AudioData, check_samples, open_audio_stream, resample, save_audio_blocks, to_mono
 from vqaudio.errors import ModelError, VQAudioError
+from vqaudio.models.base import CODES_VERSION
 from vqaudio.models.io import LoadedModel, load_model
 from vqaudio.models.spectral import SpectralVQVAE
-from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible
+from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible, code_search_id
 from vqaudio.vocoders.base import Vocoder
 from vqaudio.vocoders.griffin_lim_vocoder import GriffinLimVocoder, WarmStartGriffinLim
 
@@ -61,6 +62,7 @@ class Encoded:
         model_id, model_checksum: the model that made the codes.
         codebook_size: entries per codebook.
         codes_checksum: the model's checksum of what decides the codes (encoder, codebooks, front end).
+        code_search: the search that picked them and the codes version (``"v1 beam 8"``).
     """
 
     codes: torch.Tensor
@@ -73,6 +75,7 @@ class Encoded:
     model_checksum: str
     codebook_size: int
     codes_checksum: str = ""
+    code_search: str = ""
 
     @property
     def num_codebooks(self) -> int:
@@ -100,6 +103,7 @@ class Encoded:
             original_channels=self.original_channels,
             channel_handling="downmix",
             codes_checksum=self.codes_checksum,
+            code_search=self.code_search,
         )
 
 
@@ -385,6 +389,7 @@ class Tokenizer:
             model_checksum=self.checksum,
             codebook_size=self.codebook_size,
             codes_checksum=self.codes_checksum,
+            code_search=code_search_id(self.beam, CODES_VERSION),
         )
 
     @torch.inference_mode()
@@ -501,6 +506,7 @@ class Tokenizer:
             self.codebook_size,
             self.num_codebooks,
             codes_checksum=self.codes_checksum,
+            codes_version=CODES_VERSION,
             also_accept=self.compatible_checksums,
             source=source,
         )

@@ -13,6 +13,11 @@ from torch import nn
 
 from vqaudio.quantizers.base import BaseQuantizer, QuantizerOutput
 
+# Version of the arithmetic that turns audio into codes beyond what the weights and settings record: the STFT
+# and mel front end, the encoder's layers and the code search. Bump it when a change can alter a code; token
+# files record it (``code_search``) and files of another version are refused rather than silently mixed.
+CODES_VERSION = 1
+
 
 @dataclass
 class CodecOutput:
