@@ -31,7 +31,20 @@ from vqaudio.tokenfile import load_codes, write_tokens
 
 SR = 16000
 HOP = 320
-COMMANDS = ("tokenize", "detokenize", "resynth", "info", "models", "train", "prepare", "export", "plot-log")
+COMMANDS = (
+    "tokenize",
+    "detokenize",
+    "resynth",
+    "info",
+    "models",
+    "train",
+    "prepare",
+    "export",
+    "plot-log",
+    "compress",
+    "decompress",
+    "generate",
+)
 
 runner = CliRunner()
 

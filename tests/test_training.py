@@ -272,7 +272,7 @@ def test_vocoder_fine_tunes_on_codec_outputs(corpus: Path, tmp_path: Path) -> No
     card = (tmp_path / "release" / "README.md").read_text()
     assert f"steps: 2, in a stage that started from the weights of {first}" in card
     assert f"trained on the log-mel decoded by {codec_dir}" in card
-    with pytest.raises(Exception, match="vocoder task only"):
+    with pytest.raises(Exception, match="vocoder and prior tasks only"):
         load_config(DEBUG, _overrides(corpus, codec_model=str(codec_dir)))
 
 
@@ -541,6 +541,14 @@ def test_every_recipe_config_builds_a_working_model(conf: Path) -> None:
             assert codes.shape[:2] == (1, codec.num_codebooks)
             assert codes.shape[-1] == math.ceil(audio.shape[-1] / codec.hop_length)
             assert torch.isfinite(codec.decode(codes)).all()
+        elif cfg.task == "prior":
+            from vqaudio.prior.model import TokenPrior
+
+            # The codec path is written relative to the config file, and resolved against it.
+            assert cfg.codec_model is not None and Path(cfg.codec_model).is_dir()
+            prior = TokenPrior(cfg.prior).eval()
+            codes = torch.randint(cfg.prior.codebook_size, (1, cfg.prior.num_codebooks, 30))
+            assert torch.isfinite(prior(codes).bits).all()
         else:
             vocoder = build_vocoder(cfg.model)
             assert vocoder is not None

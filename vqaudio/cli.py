@@ -504,5 +504,11 @@ def main() -> None:
     app()
 
 
+# The prior's commands (generate, compress, decompress) live in a module of their own.
+from vqaudio import cli_prior  # noqa: E402
+
+cli_prior.register(app)
+
+
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ else:  # tomllib is 3.11's; tomli is the same parser, packaged for 3.10
 from vqaudio.config import from_dict
 from vqaudio.errors import ConfigError
 from vqaudio.models.builders import ModelConfig
+from vqaudio.prior.model import PriorConfig
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A whole training run. ``task`` is ``codec`` (train the VQ-VAE) or ``vocoder`` (train its vocoder)."""
+    """A whole training run. ``task`` is ``codec`` (train the VQ-VAE), ``vocoder`` (train its vocoder) or
+    ``prior`` (train a token prior over ``codec_model``'s codes)."""
 
     name: str = "model"
     task: str = "codec"
@@ -135,14 +137,18 @@ class TrainConfig:
     # encoder learns to imitate (``loss.distill``). With its decoder and codebooks taken over and frozen, a
     # smaller encoder learns to pick the teacher's codes from a dense target, not through the quantizer alone.
     teacher: str | None = None
+    # Prior task only: the network over codec_model's codes (which it encodes from the training audio).
+    prior: PriorConfig = PriorConfig()
 
     def __post_init__(self) -> None:
-        if self.task not in ("codec", "vocoder"):
-            raise ConfigError(f"task must be 'codec' or 'vocoder', got {self.task!r}")
+        if self.task not in ("codec", "vocoder", "prior"):
+            raise ConfigError(f"task must be 'codec', 'vocoder' or 'prior', got {self.task!r}")
+        if self.task == "prior" and self.codec_model is None:
+            raise ConfigError("task 'prior' needs codec_model, the codec whose codes it models")
         if self.task == "vocoder" and self.model.vocoder is None:
             raise ConfigError("task 'vocoder' needs a [model.vocoder] section")
-        if self.codec_model is not None and self.task != "vocoder":
-            raise ConfigError("codec_model applies to the vocoder task only")
+        if self.codec_model is not None and self.task not in ("vocoder", "prior"):
+            raise ConfigError("codec_model applies to the vocoder and prior tasks only")
         if self.codec_postfilter and self.codec_model is None:
             raise ConfigError("codec_postfilter needs codec_model")
         if self.postfilter_target and not self.codec_postfilter:
@@ -192,6 +198,12 @@ def load_config(path: str | Path, overrides: dict[str, object] | None = None) ->
             data[key] = _resolve(tuple(data[key]), base)
     if data.get("exclude_list"):
         data["exclude_list"] = _resolve((data["exclude_list"],), base)[0]
+    # Model paths written in the file are relative to it too, like the data (a shipped model's name, which is
+    # not a path, is left as it is).
+    for key in ("init_from", "codec_model", "teacher"):
+        value = raw.get(key)
+        if isinstance(value, str) and (value.startswith(".") or "/" in value):
+            raw[key] = _resolve((value,), base)[0]
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")

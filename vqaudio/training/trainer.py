@@ -26,16 +26,18 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vqaudio.config import to_dict
-from vqaudio.data.dataset import Batch, CropDataset, StepSampler, collate
+from vqaudio.data.dataset import StepSampler
 from vqaudio.data.manifest import ManifestEntry, is_excluded, read_exclude_list, read_manifest, scan_audio
 from vqaudio.errors import VQAudioError
-from vqaudio.models.base import CodecModel
+from vqaudio.models.base import CODES_VERSION, CodecModel
 from vqaudio.models.io import load_model, save_model
 from vqaudio.models.spectral import load_state_except_postfilter
+from vqaudio.prior.io import save_prior
+from vqaudio.tokenfile import code_search_id
 from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.discriminators import discriminator_loss, generator_losses
-from vqaudio.training.tasks import Task, build_task
+from vqaudio.training.tasks import PriorTask, Task, build_task
 from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
 
 
@@ -217,28 +219,14 @@ class Trainer:
         entries = collect_entries(d.train, d.exclude_list, d.min_sample_rate)
         if not entries:
             raise VQAudioError("no training audio found in " + ", ".join(d.train))
-        sr = self.config.model.sample_rate
-        segment = int(d.segment_seconds * sr)
-        # Waveform codecs need whole code frames; spectral ones whole mel hops. Round up to the model hop.
-        hop = getattr(self.model, "hop_length", 1)
-        segment = math.ceil(segment / hop) * hop
-        dataset = CropDataset(
-            entries,
-            sr,
-            segment,
-            seed=self.config.seed,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            cache=d.cache,
-            speed=d.speed,
-        )
+        dataset, collate_fn = self.task.dataset(entries, rank=self.dist.rank, world_size=self.dist.world_size)
         remaining = (self.config.steps - self.step) * d.batch_size
         sampler = StepSampler(self.step * d.batch_size, max(0, remaining))
         return DataLoader(
             dataset,
             batch_size=d.batch_size,
             sampler=sampler,
-            collate_fn=collate,
+            collate_fn=collate_fn,
             num_workers=d.num_workers,
             persistent_workers=False,
         )
@@ -250,7 +238,7 @@ class Trainer:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _train_step(self, batch: Batch) -> dict[str, float]:
+    def _train_step(self, batch: Any) -> dict[str, float]:
         cfg = self.config
         self.wrapped.train()
         for module in self.frozen:
@@ -311,6 +299,18 @@ class Trainer:
             raise VQAudioError(f"DDP ranks ended with different weights: {sums}")
 
     def export(self) -> Path:
+        if isinstance(self.task, PriorTask):
+            tok = self.task.tokenizer
+            save_prior(
+                self.out / "model",
+                self.task.model,
+                name=self.config.name,
+                codec=tok.name,
+                codes_checksum=tok.codes_checksum,
+                code_search=code_search_id(tok.default_beam, CODES_VERSION),
+                card={"training": {"steps": self.step, "config": to_dict(self.config)}},
+            )
+            return self.out / "model"
         codec = self.model if isinstance(self.model, CodecModel) else None
         vocoder = self.model if isinstance(self.model, ISTFTVocoder) else None
         card = {"training": {"steps": self.step, "config": to_dict(self.config)}}

@@ -9,12 +9,15 @@ from vqaudio.losses import masked_l1
 from vqaudio.models.base import CodecModel
 from vqaudio.spectral import log_mel
 from vqaudio.training.config import TrainConfig
-from vqaudio.training.tasks import Task, VocoderTask
+from vqaudio.training.tasks import PriorTask, Task, VocoderTask
 
 
 @torch.inference_mode()
 def validate(task: Task, config: TrainConfig) -> dict[str, float]:
     """Mean log-mel L1 of the model's output on up to ``max_valid_files`` validation files.
+
+    For a prior it is the negative log-likelihood of each file's codes (whole-file codes, as tokenize makes
+    them) in bits per token, per codebook (``bits@k``).
 
     For codecs it is reported at every bitrate prefix (``mel_l1@K``), which shows whether quantizer dropout
     keeps the low bitrates useful. For vocoders the phase distance of :class:`~vqaudio.losses.PhaseLoss` is
@@ -30,6 +33,11 @@ def validate(task: Task, config: TrainConfig) -> dict[str, float]:
     totals: dict[str, float] = {}
     for e in entries:
         audio = load_audio(e.path, sample_rate=sr, mono=True).samples[None]  # [1, 1, T]
+        if isinstance(task, PriorTask):
+            out = model(task.codes(audio)[0])
+            for k, b in enumerate(out.bits):
+                totals[f"bits@{k}"] = totals.get(f"bits@{k}", 0.0) + float(b)
+            continue
         target = log_mel(audio[:, 0], config.model.mel)
         if isinstance(model, CodecModel):
             for k in range(1, model.num_codebooks + 1):

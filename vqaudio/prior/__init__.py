@@ -1,0 +1,1 @@
+"""A token prior over a codec's residual codes: likelihoods, sampling and entropy coding."""

@@ -1,0 +1,131 @@
+"""The token prior in exact integer arithmetic: the same probabilities, to the bit, on every CPU.
+
+Entropy coding fails if the decoder's probabilities differ from the encoder's by one quantization step, and
+float32 networks do differ between CPUs (vector widths change the order of the sums). Here every weight is
+rounded once to a fixed-point integer (``round(w * 2**W_BITS)``: a product by a power of two and a rounding,
+exact in IEEE arithmetic everywhere), activations are integers in units of ``2**-A_BITS``, products are summed
+in int64 (exact: the widest sum here stays below 2**50) and brought back to activation units by an arithmetic
+right shift (a floor). The only non-linearities are ReLU and the final exponential, which is a table of
+integers computed once with Python's ``decimal`` module (correctly rounded, so the same table everywhere).
+
+The engine runs one frame at a time with a buffer per layer, as decoding must; encoding runs the same steps,
+so the two cannot disagree. ``frame_probs`` gives each codebook's integer frequencies, which
+:mod:`vqaudio.compress` hands to the range coder and :mod:`vqaudio.prior.sample` samples from.
+"""
+
+from __future__ import annotations
+
+import decimal
+import functools
+
+import numpy as np
+import torch
+
+from vqaudio.prior.model import TokenPrior
+
+A_BITS = 12  # activations: integers in units of 2**-12
+W_BITS = 14  # weights: integers in units of 2**-14
+LOGIT_STEP_BITS = 6  # the exponential's table is indexed by logit differences in units of 2**-6 nats
+LOGIT_RANGE = 24  # logits more than 24 nats below the largest get the smallest frequency
+FREQ_BITS = 24  # frequencies of exp(0) = 2**24; every symbol gets at least 1
+
+
+@functools.lru_cache(maxsize=1)
+def exp_table() -> np.ndarray:
+    """``round(2**FREQ_BITS * exp(-i / 2**LOGIT_STEP_BITS))`` for ``i`` in ``0 .. LOGIT_RANGE * 2**LOGIT_STEP_BITS``,
+    at least 1, as int64; from ``decimal`` (correctly rounded), not the platform's ``exp``."""
+    ctx = decimal.Context(prec=40)
+    n = LOGIT_RANGE << LOGIT_STEP_BITS
+    step = ctx.divide(decimal.Decimal(-1), decimal.Decimal(1 << LOGIT_STEP_BITS))
+    scale = decimal.Decimal(1 << FREQ_BITS)
+    values = [
+        int(ctx.multiply(scale, ctx.exp(ctx.multiply(step, decimal.Decimal(i)))).to_integral_value())
+        for i in range(n + 1)
+    ]
+    return np.maximum(np.array(values, dtype=np.int64), 1)
+
+
+def _fixed(t: torch.Tensor, bits: int) -> np.ndarray:
+    """A float tensor in fixed point: ``round(t * 2**bits)`` as int64 (exact for float32 inputs)."""
+    return np.round(t.detach().to(torch.float64).numpy() * float(1 << bits)).astype(np.int64)
+
+
+def frequencies(logits: np.ndarray) -> np.ndarray:
+    """Integer logits ``[..., V]`` in units of ``2**-A_BITS`` -> integer frequencies ``[..., V]`` (all >= 1)."""
+    table = exp_table()
+    gap = (logits.max(axis=-1, keepdims=True) - logits) >> (A_BITS - LOGIT_STEP_BITS)
+    return table[np.minimum(gap, table.shape[0] - 1)]
+
+
+class IntegerPrior:
+    """A :class:`TokenPrior`'s weights in fixed point, evaluated frame by frame.
+
+    Use :meth:`start` for a fresh state, then for each frame :meth:`frame_freqs` (codebook by codebook,
+    each needing the frame's earlier codes) and :meth:`push` with the frame's codes.
+    """
+
+    def __init__(self, model: TokenPrior) -> None:
+        c = model.config
+        self.config = c
+        self.frame_embed = [_fixed(t.weight, A_BITS) for t in model.frame_embed]
+        self.within_embed = [_fixed(t.weight, A_BITS) for t in model.within_embed]
+        # Conv weights [out, in, k] -> [k, in, out], so tap j is a [D, D] product.
+        self.conv_w = [_fixed(conv.weight.permute(2, 1, 0), W_BITS) for conv in model.convs]
+        self.conv_b = [_fixed(conv.bias, A_BITS + W_BITS) for conv in model.convs]  # type: ignore[arg-type]
+        self.hidden_w = [_fixed(lin.weight.T, W_BITS) for lin in model.hidden]
+        self.hidden_b = [_fixed(lin.bias, A_BITS + W_BITS) for lin in model.hidden]
+        self.out_w = [_fixed(lin.weight.T, W_BITS) for lin in model.out]
+        self.out_b = [_fixed(lin.bias, A_BITS + W_BITS) for lin in model.out]
+        self.taps = [[(c.kernel_size - 1 - j) * d for j in range(c.kernel_size)] for d in c.dilations]
+
+    def start(self) -> PriorState:
+        """The state before the first frame: every layer's past inputs zero."""
+        c = self.config
+        return PriorState(
+            history=[np.zeros((1 + (c.kernel_size - 1) * d, c.dim), dtype=np.int64) for d in c.dilations],
+            next_input=np.zeros(c.dim, dtype=np.int64),
+            context=None,
+        )
+
+    def _context(self, state: PriorState) -> np.ndarray:
+        """The context vector of the coming frame (computed once per frame)."""
+        if state.context is None:
+            h = state.next_input
+            for layer, hist in enumerate(state.history):
+                hist[:-1] = hist[1:]
+                hist[-1] = np.maximum(h, 0)
+                acc = self.conv_b[layer].copy()
+                for j, back in enumerate(self.taps[layer]):
+                    acc += hist[-1 - back] @ self.conv_w[layer][j]
+                h = h + (acc >> W_BITS)
+            state.context = h
+        return state.context
+
+    def logits(self, state: PriorState, k: int, frame_codes: np.ndarray) -> np.ndarray:
+        """Integer logits ``[V]`` of codebook ``k`` of the coming frame, given its codes ``frame_codes[:k]``."""
+        z = self._context(state).copy()
+        for j in range(k):
+            z += self.within_embed[j][int(frame_codes[j])]
+        a = ((np.maximum(z, 0) @ self.hidden_w[k] + self.hidden_b[k]) >> W_BITS).clip(min=0)
+        return (a @ self.out_w[k] + self.out_b[k]) >> W_BITS
+
+    def frame_freqs(self, state: PriorState, k: int, frame_codes: np.ndarray) -> np.ndarray:
+        """Integer frequencies ``[V]`` (all >= 1) of codebook ``k`` of the coming frame."""
+        return frequencies(self.logits(state, k, frame_codes))
+
+    def push(self, state: PriorState, frame_codes: np.ndarray) -> None:
+        """Move ``state`` past a frame whose codes ``[K]`` are now known."""
+        total = np.zeros(self.config.dim, dtype=np.int64)
+        for k in range(self.config.num_codebooks):
+            total += self.frame_embed[k][int(frame_codes[k])]
+        state.next_input = total
+        state.context = None
+
+
+class PriorState:
+    """Per-layer buffers of past (ReLU'd) inputs, the next frame's input, and its context once computed."""
+
+    def __init__(self, history: list[np.ndarray], next_input: np.ndarray, context: np.ndarray | None) -> None:
+        self.history = history
+        self.next_input = next_input
+        self.context = context
