@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import torch
 from conftest import speech_like, tiny_config
@@ -26,7 +25,6 @@ def test_tiny_spectral_codec_overfits_two_seconds() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     audio = torch.from_numpy(speech_like(2.0))[None, None]  # [1, 1, 32000]
 
-    start = time.perf_counter()
     losses = []
     for _ in range(STEPS):
         out = model(audio)
@@ -36,7 +34,6 @@ def test_tiny_spectral_codec_overfits_two_seconds() -> None:
         loss.backward()
         optimizer.step()
         losses.append(float(reconstruction.detach()))
-    elapsed = time.perf_counter() - start
 
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0] / MIN_REDUCTION, (losses[0], losses[-1])
@@ -49,4 +46,3 @@ def test_tiny_spectral_codec_overfits_two_seconds() -> None:
         assert float(masked_l1(out.reconstruction, out.target, out.mask)) < losses[0] / MIN_REDUCTION
         # Every codebook is in use (measured perplexity 10-18 of 64), not collapsed onto a few codes.
         assert (out.quantizer.perplexity > 4.0).all()
-    assert elapsed < 30.0, f"{STEPS} steps took {elapsed:.1f} s"

@@ -38,12 +38,6 @@ def downsample_mask(mask: torch.Tensor | None, stride: int) -> torch.Tensor | No
     return m.reshape(m.shape[0], 1, -1, stride).amax(dim=-1)
 
 
-def upsample_mask(mask: torch.Tensor | None, stride: int) -> torch.Tensor | None:
-    if mask is None or stride == 1:
-        return mask
-    return mask.repeat_interleave(stride, dim=-1)
-
-
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over channels of ``[B, C, T]``: per frame, so nothing leaks across time or batch items."""
 

@@ -34,6 +34,7 @@ import torch
 from vqaudio.audio import AudioData, check_samples, open_audio_stream, resample, save_audio_blocks, to_mono
 from vqaudio.errors import ModelError, VQAudioError
 from vqaudio.models.base import CODES_VERSION
+from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.io import LoadedModel, load_model
 from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible, code_search_id
@@ -45,6 +46,8 @@ DEFAULT_WINDOW_SECONDS = 30.0
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 AudioInput = str | os.PathLike[str] | np.ndarray | torch.Tensor
+# Seconds of a voice reference that the speaker embedding is computed from.
+REFERENCE_SECONDS = 30.0
 # A decode window hands the next one a mel frame and the vocoder's running phase there ([B, K]).
 Carry = tuple[int, torch.Tensor]
 
@@ -456,14 +459,26 @@ class Tokenizer:
         return c
 
     def _decode_window(
-        self, codes: torch.Tensor, f0: int, f1: int, vocoder: Vocoder | None, c: int, carry: Carry | None
+        self,
+        codes: torch.Tensor,
+        f0: int,
+        f1: int,
+        vocoder: Vocoder | None,
+        c: int,
+        carry: Carry | None,
+        speaker: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Carry | None]:
         """Audio ``[(f1 - f0) * hop]`` for code frames ``[f0, f1)`` of ``codes`` ``[K, F]``, and what the window
         starting at ``f1`` needs from this one: the vocoder's running phase at mel frame ``f1 * ratio``
         (``carry``: that frame and phase), so a back end whose phase is summed over time continues it."""
         g0, g1 = max(0, f0 - c), min(codes.shape[1], f1 + c)
         with _autocast(self.decode_dtype):
-            out = self.model.decode(codes[None, :, g0:g1].long()).float()
+            window = codes[None, :, g0:g1].long()
+            if speaker is None:
+                out = self.model.decode(window).float()
+            else:
+                assert isinstance(self.model, ConditionalVQVAE)
+                out = self.model.decode(window, speaker=speaker).float()
         if self.postfilter:
             out = self.model.postfilter(out)
         hop = self.model.hop_length
@@ -477,9 +492,13 @@ class Tokenizer:
         audio = made.audio[0].float()[(f0 - g0) * hop : (f1 - g0) * hop]
         return audio, None if made.phase is None else (f1 * ratio, made.phase)
 
-    def iter_decode(self, codes: torch.Tensor, vocoder: str | None = None) -> Iterator[torch.Tensor]:
-        """Yield audio blocks ``[T_i]`` for codes ``[K, F]``, one window at a time (bounded memory)."""
+    def iter_decode(
+        self, codes: torch.Tensor, vocoder: str | None = None, speaker: torch.Tensor | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Yield audio blocks ``[T_i]`` for codes ``[K, F]``, one window at a time (bounded memory); a
+        speaker-conditioned model speaks them in the voice of ``speaker`` (:meth:`speaker_embedding`)."""
         voc = self._vocoder(vocoder)
+        self._check_speaker(speaker)
         if codes.dim() != 2:
             raise VQAudioError(f"codes must be [K, F], got shape {tuple(codes.shape)}")
         if codes.shape[1] == 0:
@@ -494,8 +513,55 @@ class Tokenizer:
         with torch.inference_mode():
             for f0 in range(0, codes.shape[1], self.window_frames):
                 f1 = min(f0 + self.window_frames, codes.shape[1])
-                audio, carry = self._decode_window(codes, f0, f1, voc, c, carry)
+                audio, carry = self._decode_window(codes, f0, f1, voc, c, carry, speaker)
                 yield audio
+
+    # -- voices (speaker-conditioned models) --------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        """Whether the decoder takes a speaker embedding (a units model): :meth:`speaker_embedding`."""
+        return isinstance(self.model, ConditionalVQVAE)
+
+    def _check_speaker(self, speaker: torch.Tensor | None) -> None:
+        if speaker is None:
+            return
+        if not isinstance(self.model, ConditionalVQVAE):
+            raise VQAudioError(f"{self.name} does not take a voice: only speaker-conditioned models do")
+        dim = self.model.speaker_config.dim
+        if speaker.shape != (dim,) or not bool(torch.isfinite(speaker).all()):
+            raise VQAudioError(f"a speaker embedding for {self.name} is {dim} finite numbers")
+
+    @torch.inference_mode()
+    def speaker_embedding(self, audio: AudioInput, sample_rate: int | None = None) -> torch.Tensor:
+        """The voice of a reference clip (a path or ``[T]``/``[C, T]`` at ``sample_rate``) as an embedding
+        ``[S]``; its first ``REFERENCE_SECONDS`` are used."""
+        if not isinstance(self.model, ConditionalVQVAE):
+            raise VQAudioError(f"{self.name} does not take a voice: only speaker-conditioned models do")
+        limit = int(REFERENCE_SECONDS * self.sample_rate)
+        blocks, _, _ = self._prepare(audio, sample_rate)
+        head: list[torch.Tensor] = []
+        read = 0
+        for block in blocks:
+            head.append(block.float()[: limit - read])
+            read += head[-1].numel()
+            if read >= limit:
+                break
+        if read == 0:
+            raise VQAudioError("the voice reference is empty")
+        return self.model.speaker_embedding(torch.cat(head)[None, None])[0]
+
+    def convert(
+        self,
+        audio: AudioInput,
+        voice: AudioInput,
+        sample_rate: int | None = None,
+        *,
+        vocoder: str | None = None,
+    ) -> AudioData:
+        """Voice conversion: ``audio``'s units spoken in the voice of ``voice`` (both paths, or arrays at
+        ``sample_rate``)."""
+        speaker = self.speaker_embedding(voice, sample_rate)
+        return self.decode(self.encode(audio, sample_rate), vocoder=vocoder, speaker=speaker)
 
     def check_compatible(self, header: TokenHeader, source: str | None = None) -> None:
         """Refuse a token header this model did not make (see :func:`vqaudio.tokenfile.check_compatible`)."""
@@ -528,13 +594,14 @@ class Tokenizer:
         *,
         vocoder: str | None = None,
         length: int | None = None,
+        speaker: torch.Tensor | None = None,
     ) -> AudioData:
         """Codes (``[K, F]``, an :class:`Encoded` or a token file) -> mono audio ``[1, T]`` at the model's rate.
 
         The output is trimmed to the original length when the codes carry it.
         """
         tensor, original = self._codes_and_length(codes)
-        audio = torch.cat(list(self.iter_decode(tensor, vocoder)))
+        audio = torch.cat(list(self.iter_decode(tensor, vocoder, speaker)))
         length = length if length is not None else original
         if length is not None:
             audio = audio[:length]
@@ -547,6 +614,7 @@ class Tokenizer:
         *,
         vocoder: str | None = None,
         overwrite: bool = False,
+        speaker: torch.Tensor | None = None,
     ) -> float:
         """Decode straight to a wav/flac file window by window (bounded memory); returns the seconds written."""
         tensor, original = self._codes_and_length(codes)
@@ -554,7 +622,7 @@ class Tokenizer:
 
         def blocks() -> Iterator[torch.Tensor]:
             remaining = total
-            for block in self.iter_decode(tensor, vocoder):
+            for block in self.iter_decode(tensor, vocoder, speaker):
                 block = block[:remaining].clamp(-1, 1)
                 remaining -= block.numel()
                 if block.numel():

@@ -121,3 +121,24 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
         except (IndexError, ValueError):
             raise VQAudioError(f"{path}:{n}: malformed manifest row") from None
     return entries
+
+
+def collect_entries(
+    sources: tuple[str, ...], exclude_list: str | None, min_sample_rate: int = 0
+) -> list[ManifestEntry]:
+    """Manifests (``.tsv``) are read as they are, file lists (``.list``, one path a line) and folders are
+    scanned. Excluded paths are dropped."""
+    exclude = read_exclude_list(exclude_list)
+    entries: list[ManifestEntry] = []
+    for src in sources:
+        if src.endswith(".list"):
+            entries += scan_audio(read_exclude_list(src), exclude=exclude, min_sample_rate=min_sample_rate)
+        elif src.endswith(".tsv"):
+            entries += [
+                e
+                for e in read_manifest(src)
+                if not is_excluded(e.path.resolve(), exclude) and e.sample_rate >= min_sample_rate
+            ]
+        else:
+            entries += scan_audio([src], exclude=exclude, min_sample_rate=min_sample_rate)
+    return entries

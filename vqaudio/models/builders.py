@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from vqaudio.errors import ConfigError
 from vqaudio.models.base import CodecModel
+from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig
 from vqaudio.models.spectral import SpectralNetConfig, SpectralVQVAE
 from vqaudio.models.waveform import WaveformNetConfig, WaveformVQVAE
 from vqaudio.quantizers.base import BaseQuantizer
@@ -14,7 +15,7 @@ from vqaudio.quantizers.rvq import ResidualVectorQuantizer, RVQConfig
 from vqaudio.spectral import MelConfig
 from vqaudio.vocoders.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig
 
-FAMILIES = ("spectral", "waveform")
+FAMILIES = ("spectral", "waveform", "conditional")
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,15 @@ class ModelConfig:
     rvq: RVQConfig = RVQConfig()
     quantizer: str = "rvq"
     vocoder: ISTFTVocoderConfig | None = None
+    # family "conditional" only: the reference encoder whose speaker embedding the decoder is given.
+    speaker: SpeakerConfig = SpeakerConfig()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         if self.quantizer not in ("rvq", "none"):
             raise ConfigError(f"quantizer must be 'rvq' or 'none', got {self.quantizer!r}")
-        latent = self.spectral.latent_dim if self.family == "spectral" else self.waveform.latent_dim
+        latent = self.waveform.latent_dim if self.family == "waveform" else self.spectral.latent_dim
         if self.quantizer == "rvq" and self.rvq.vq.dim != latent:
             raise ConfigError(f"rvq.vq.dim ({self.rvq.vq.dim}) must equal the {self.family} latent_dim ({latent})")
         if self.family == "waveform" and self.waveform.sample_rate != self.mel.sample_rate:
@@ -51,7 +54,7 @@ class ModelConfig:
 
 def build_quantizer(config: ModelConfig) -> BaseQuantizer:
     if config.quantizer == "none":
-        dim = config.spectral.latent_dim if config.family == "spectral" else config.waveform.latent_dim
+        dim = config.waveform.latent_dim if config.family == "waveform" else config.spectral.latent_dim
         return IdentityQuantizer(dim)
     return ResidualVectorQuantizer(config.rvq)
 
@@ -60,6 +63,8 @@ def build_codec(config: ModelConfig) -> CodecModel:
     quantizer = build_quantizer(config)
     if config.family == "spectral":
         return SpectralVQVAE(config.mel, config.spectral, quantizer)
+    if config.family == "conditional":
+        return ConditionalVQVAE(config.mel, config.spectral, config.speaker, quantizer)
     return WaveformVQVAE(config.waveform, quantizer)
 
 

@@ -37,8 +37,12 @@ class DataConfig:
     cache: bool = True
     # Speed perturbation: each crop is played at a speed drawn uniformly from this range (see CropDataset).
     speed: tuple[float, float] = (1.0, 1.0)
+    # Speaker-conditioned codecs: seconds of another stretch of each crop's recording, the voice reference.
+    reference_seconds: float = 3.0
 
     def __post_init__(self) -> None:
+        if self.reference_seconds <= 0:
+            raise ConfigError("data.reference_seconds must be positive")
         if self.segment_seconds <= 0 or self.batch_size < 1 or self.num_workers < 0:
             raise ConfigError("segment_seconds and batch_size must be positive, num_workers >= 0")
         speed = self.speed

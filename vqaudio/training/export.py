@@ -17,6 +17,7 @@ from vqaudio.data.manifest import read_manifest
 from vqaudio.errors import ModelError, VQAudioError
 from vqaudio.models.base import CodecModel
 from vqaudio.models.builders import ModelConfig, build_codec, build_vocoder
+from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.io import WEIGHTS_FILE, LoadedModel, load_model, save_model, sha256_file
 from vqaudio.models.spectral import SpectralVQVAE, load_state_except_postfilter
 from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint
@@ -79,6 +80,26 @@ def fit_postfilter(codec: SpectralVQVAE, files: Sequence[str | Path], n_codebook
         total += decoded.double().sum(dim=-1)
         frames += n_mel
     return (total / frames).float()
+
+
+# The default voice: the mean embedding of up to this many training files, from their first 10 seconds.
+DEFAULT_SPEAKER_FILES = 200
+DEFAULT_SPEAKER_SECONDS = 10.0
+
+
+@torch.inference_mode()
+def fit_default_speaker(codec: ConditionalVQVAE, files: Sequence[str | Path]) -> torch.Tensor:
+    """The speaker embedding decoding uses when given no reference: the normalised mean embedding ``[S]`` of
+    ``files`` (every ``len // DEFAULT_SPEAKER_FILES``-th one, so many speakers count, not the first few)."""
+    if not files:
+        raise VQAudioError("the default speaker needs at least one training file")
+    step = max(1, len(files) // DEFAULT_SPEAKER_FILES)
+    total = torch.zeros(codec.speaker_config.dim, dtype=torch.float64)
+    for f in list(files)[::step]:
+        audio = load_audio(f, sample_rate=codec.sample_rate, mono=True).samples
+        audio = audio[:, : int(DEFAULT_SPEAKER_SECONDS * codec.sample_rate)]
+        total += codec.speaker_embedding(audio[None])[0].double()
+    return torch.nn.functional.normalize(total, dim=0).float()
 
 
 def with_postfilter(

@@ -27,6 +27,7 @@ from vqaudio.losses import (
 )
 from vqaudio.models.base import CodecModel
 from vqaudio.models.builders import build_codec, build_vocoder
+from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.io import load_model
 from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.prior.model import TokenPrior
@@ -70,8 +71,18 @@ class Task(ABC):
         # Waveform codecs need whole code frames; spectral ones whole mel hops. Round up to the model hop.
         hop = int(getattr(self.model, "hop_length", 1))
         segment = math.ceil(int(d.segment_seconds * sr) / hop) * hop
+        # A speaker-conditioned codec also learns from a reference clip of each crop's speaker.
+        reference = int(d.reference_seconds * sr) if isinstance(self.model, ConditionalVQVAE) else 0
         crops = CropDataset(
-            entries, sr, segment, seed=self.config.seed, rank=rank, world_size=world_size, cache=d.cache, speed=d.speed
+            entries,
+            sr,
+            segment,
+            seed=self.config.seed,
+            rank=rank,
+            world_size=world_size,
+            cache=d.cache,
+            speed=d.speed,
+            reference=reference,
         )
         return crops, collate
 
@@ -102,7 +113,16 @@ class CodecTask(Task):
         n_codebooks = None
         if self.draw_codebooks and float(torch.rand((), generator=self.generator)) < self.config.model.rvq.dropout:
             n_codebooks = draw_num_codebooks(self.config.model.rvq, self.generator)
-        out = model(batch.audio, batch.lengths, n_codebooks)
+        if batch.reference is None:
+            out = model(batch.audio, batch.lengths, n_codebooks)
+        else:
+            out = model(
+                batch.audio,
+                batch.lengths,
+                n_codebooks,
+                reference=batch.reference,
+                reference_lengths=batch.reference_lengths,
+            )
         q = out.quantizer
         metrics = {"perplexity": float(q.perplexity.mean()), "n_codebooks": float(q.codes.shape[1])}
         if self.produces_audio:

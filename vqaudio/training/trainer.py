@@ -27,9 +27,10 @@ from torch.utils.data import DataLoader
 
 from vqaudio.config import to_dict
 from vqaudio.data.dataset import StepSampler
-from vqaudio.data.manifest import ManifestEntry, is_excluded, read_exclude_list, read_manifest, scan_audio
+from vqaudio.data.manifest import collect_entries
 from vqaudio.errors import VQAudioError
 from vqaudio.models.base import CODES_VERSION, CodecModel
+from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.io import load_model, save_model
 from vqaudio.models.spectral import load_state_except_postfilter
 from vqaudio.prior.io import save_prior
@@ -59,27 +60,6 @@ def init_distributed() -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size())
-
-
-def collect_entries(
-    sources: tuple[str, ...], exclude_list: str | None, min_sample_rate: int = 0
-) -> list[ManifestEntry]:
-    """Manifests (``.tsv``) are read as they are, file lists (``.list``, one path a line) and folders are
-    scanned. Excluded paths are dropped."""
-    exclude = read_exclude_list(exclude_list)
-    entries: list[ManifestEntry] = []
-    for src in sources:
-        if src.endswith(".list"):
-            entries += scan_audio(read_exclude_list(src), exclude=exclude, min_sample_rate=min_sample_rate)
-        elif src.endswith(".tsv"):
-            entries += [
-                e
-                for e in read_manifest(src)
-                if not is_excluded(e.path.resolve(), exclude) and e.sample_rate >= min_sample_rate
-            ]
-        else:
-            entries += scan_audio([src], exclude=exclude, min_sample_rate=min_sample_rate)
-    return entries
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -312,6 +292,15 @@ class Trainer:
             )
             return self.out / "model"
         codec = self.model if isinstance(self.model, CodecModel) else None
+        if isinstance(codec, ConditionalVQVAE):
+            from vqaudio.training.export import fit_default_speaker
+
+            d = self.config.data
+            files = [e.path for e in collect_entries(d.train, d.exclude_list, d.min_sample_rate)]
+            was_training = codec.training
+            codec.eval()
+            codec.decoder.default_speaker.copy_(fit_default_speaker(codec, files))
+            codec.train(was_training)
         vocoder = self.model if isinstance(self.model, ISTFTVocoder) else None
         card = {"training": {"steps": self.step, "config": to_dict(self.config)}}
         return save_model(

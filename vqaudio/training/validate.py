@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 
 from vqaudio.audio import load_audio
+from vqaudio.data.manifest import collect_entries
 from vqaudio.losses import masked_l1
 from vqaudio.models.base import CodecModel
+from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.spectral import log_mel
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.tasks import PriorTask, Task, VocoderTask
@@ -23,8 +25,6 @@ def validate(task: Task, config: TrainConfig) -> dict[str, float]:
     keeps the low bitrates useful. For vocoders the phase distance of :class:`~vqaudio.losses.PhaseLoss` is
     reported too (``phase``), whether or not it is trained on: it shows what the magnitude losses leave.
     """
-    from vqaudio.training.trainer import collect_entries
-
     entries = collect_entries(config.data.valid, None)[: config.data.max_valid_files]
     model = task.model
     was_training = model.training
@@ -41,7 +41,11 @@ def validate(task: Task, config: TrainConfig) -> dict[str, float]:
         target = log_mel(audio[:, 0], config.model.mel)
         if isinstance(model, CodecModel):
             for k in range(1, model.num_codebooks + 1):
-                if model.family == "spectral":
+                if isinstance(model, ConditionalVQVAE):
+                    # Decoded in the file's own voice, told by its own embedding.
+                    own = model.speaker_embedding(audio)
+                    rec = model.decode(model.encode(audio, n_codebooks=k), speaker=own)[..., : target.shape[-1]]
+                elif model.family != "waveform":
                     rec = model.decode(model.encode(audio, n_codebooks=k))[..., : target.shape[-1]]
                 else:
                     wav = model.decode(model.encode(audio, n_codebooks=k))[:, 0, : audio.shape[-1]]

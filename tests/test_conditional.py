@@ -1,0 +1,131 @@
+"""The speaker-conditioned codec (units model): voice references in the data, codes that do not depend on
+the voice, decoding in another voice, and a tiny one trained by the trainer and used through the tokenizer."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import speech_like, tiny_config
+
+from vqaudio.data.dataset import CropDataset, collate
+from vqaudio.data.manifest import ManifestEntry
+from vqaudio.errors import VQAudioError
+from vqaudio.models.builders import build_codec
+from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig
+from vqaudio.tokenizer import load
+from vqaudio.training.config import load_config
+from vqaudio.training.trainer import Trainer
+
+SR = 16000
+DEBUG = Path(__file__).resolve().parents[1] / "recipes" / "librispeech" / "conf" / "debug.toml"
+
+
+def _conditional() -> ConditionalVQVAE:
+    torch.manual_seed(0)
+    config = dataclasses.replace(tiny_config(vocoder=False), family="conditional", speaker=SpeakerConfig(16, 1, 8))
+    model = build_codec(config).eval()
+    assert isinstance(model, ConditionalVQVAE)
+    return model
+
+
+def _start_in_ramp(crop: torch.Tensor, total: int) -> float:
+    """Where a (rescaled) crop of the ramp ``0.1 + 0.8 t / total`` starts: the ratio of its ends tells."""
+    k, length = 0.8 / total, crop.shape[0]
+    q = float(crop[0] / crop[-1])
+    return (q * (0.1 + k * (length - 1)) - 0.1) / (k * (1 - q))
+
+
+def test_reference_is_another_stretch_of_the_same_recording(tmp_path: Path) -> None:
+    total = 8 * SR
+    ramp = (0.1 + 0.8 * np.arange(total) / total).astype(np.float32)
+    sf.write(tmp_path / "a.wav", ramp, SR, subtype="FLOAT")
+    entry = ManifestEntry(tmp_path / "a.wav", 8.0, "a", SR)
+    data = CropDataset([entry], SR, 2 * SR, seed=1, reference=3 * SR)
+    for index in range(8):
+        crop, n, ref, ref_n = data[index]
+        assert crop.shape == (2 * SR,) and ref.shape == (3 * SR,) and int(n) == 2 * SR and int(ref_n) == 3 * SR
+        a, b = _start_in_ramp(crop, total), _start_in_ramp(ref, total)
+        assert b + 3 * SR <= a + 2 or a + 2 * SR <= b + 2, (a, b)  # the two stretches do not overlap
+    again = CropDataset([entry], SR, 2 * SR, seed=1, reference=3 * SR)
+    assert all(torch.equal(x, y) for x, y in zip(data[3], again[3], strict=True))
+    batch = collate([data[0], data[1]])
+    assert batch.reference is not None and batch.reference.shape == (2, 1, 3 * SR)
+    # Without references the items and their draws are the plain crops of before.
+    plain = CropDataset([entry], SR, 2 * SR, seed=1)
+    assert torch.equal(plain[2][0], data[2][0])
+
+
+def test_codes_do_not_depend_on_the_voice_but_the_decoding_does() -> None:
+    model = _conditional()
+    audio = torch.from_numpy(speech_like(1.0))[None, None]
+    other = torch.from_numpy(speech_like(1.0, f0=220, seed=5))[None, None]
+    with torch.no_grad():
+        codes = model.encode(audio)
+        mine, theirs = model.speaker_embedding(audio), model.speaker_embedding(other)
+        assert mine.shape == (1, 8) and torch.allclose(mine.norm(dim=-1), torch.ones(1))
+        a, b = model.decode(codes, speaker=mine), model.decode(codes, speaker=theirs)
+        assert a.shape == b.shape and not torch.allclose(a, b)
+        # No voice given: the default speaker.
+        model.decoder.default_speaker.copy_(theirs[0])
+        assert torch.allclose(model.decode(codes), b)
+    before = model.codes_checksum()
+    with torch.no_grad():
+        model.decoder.reference.out.weight.add_(1.0)
+    assert model.codes_checksum() == before  # the reference encoder never changes a code
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("units")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        sf.write(corpus / f"{i}.wav", speech_like(2.5, SR, f0=110 + 40 * i, seed=i), SR)
+    cfg = load_config(
+        DEBUG,
+        {
+            "data.train": [str(corpus)],
+            "data.valid": [str(corpus / "0.wav")],
+            "data.exclude_list": None,
+            "data.reference_seconds": 1.0,
+            "steps": 4,
+            "valid_every": 4,
+            "model.family": "conditional",
+            "model.speaker.channels": 16,
+            "model.speaker.depth": 1,
+            "model.speaker.dim": 8,
+            "model.rvq.num_codebooks": 1,
+        },
+    )
+    return Trainer(cfg, root / "run", progress=False).fit()
+
+
+def test_trained_units_model_converts_voices_through_the_tokenizer(trained: Path, tmp_path: Path) -> None:
+    tok = load(trained)
+    assert tok.conditional and tok.num_codebooks == 1
+    assert float(tok.loaded.codec.decoder.default_speaker.norm()) == pytest.approx(1.0, abs=1e-4)
+    source, voice = speech_like(1.2, SR, seed=1), speech_like(2.0, 22050, f0=230, seed=2)
+    sf.write(tmp_path / "voice.wav", voice, 22050)
+    converted = tok.convert(source, tmp_path / "voice.wav", SR, vocoder="griffin-lim")
+    assert converted.samples.shape == (1, source.shape[0])
+    speaker = tok.speaker_embedding(tmp_path / "voice.wav")
+    enc = tok.encode(source, SR)
+    assert torch.allclose(tok.decode(enc, vocoder="griffin-lim", speaker=speaker).samples, converted.samples)
+    assert not torch.allclose(tok.decode(enc, vocoder="griffin-lim").samples, converted.samples)
+    with pytest.raises(VQAudioError, match="8 finite numbers"):
+        tok.decode(enc, speaker=torch.zeros(3))
+
+
+def test_plain_models_take_no_voice(tiny_model_dir: Path) -> None:
+    tok = load(tiny_model_dir)
+    assert not tok.conditional
+    with pytest.raises(VQAudioError, match="does not take a voice"):
+        tok.speaker_embedding(speech_like(0.5), SR)
+    enc = tok.encode(speech_like(0.5), SR)
+    with pytest.raises(VQAudioError, match="does not take a voice"):
+        tok.decode(enc, speaker=torch.zeros(8))

@@ -1,0 +1,129 @@
+"""A speaker-conditioned spectral VQ-VAE: units that carry what was said, a decoder told who says it.
+
+The content encoder and quantizer are the spectral codec's (usually one codebook). The decoder also receives
+a global speaker embedding computed by a reference encoder from *another* clip of the same speaker; since
+the voice reaches the decoder by that route, the units need not carry it (van den Oord et al. 2017 saw VQ-VAE
+codes of speech become speaker-independent this way). Decoding the units of one speaker with the embedding
+of another converts the voice.
+
+The reference encoder lives inside the decoder module (``decoder.reference``): it never changes a code, so it
+stays out of the codes checksum, like the rest of the decoder. When no reference is given, the decoder uses
+``decoder.default_speaker``, the mean embedding of the training speakers, set when the model is released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack
+from vqaudio.errors import ConfigError
+from vqaudio.models.base import CodecOutput
+from vqaudio.models.spectral import SpectralDecoder, SpectralNetConfig, SpectralVQVAE
+from vqaudio.quantizers.base import BaseQuantizer
+from vqaudio.spectral import MelConfig
+
+
+@dataclass(frozen=True)
+class SpeakerConfig:
+    """The reference encoder: a ConvNeXt stack over log-mel, mean-pooled over time to ``dim`` numbers."""
+
+    channels: int = 128
+    depth: int = 3
+    dim: int = 128
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or self.depth < 1 or self.dim < 1:
+            raise ConfigError("speaker channels, depth and dim must be >= 1")
+
+
+class ReferenceEncoder(nn.Module):
+    """Log-mel ``[B, n_mels, F]`` with mask ``[B, 1, F]`` -> speaker embedding ``[B, dim]`` (unit length)."""
+
+    def __init__(self, n_mels: int, cfg: SpeakerConfig) -> None:
+        super().__init__()
+        self.inp = nn.Conv1d(n_mels, cfg.channels, 5, padding=2)
+        self.norm = ChannelLayerNorm(cfg.channels)
+        self.stack = ConvNeXtStack(cfg.channels, cfg.depth, 2, 7)
+        self.out = nn.Linear(cfg.channels, cfg.dim)
+
+    def forward(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.stack(self.norm(self.inp(mel * mask)) * mask, mask)
+        pooled = (x * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)  # [B, C]: the mean over the clip
+        return nn.functional.normalize(self.out(pooled), dim=-1)
+
+
+class ConditionalDecoder(SpectralDecoder):
+    """The spectral decoder with the speaker embedding added to its features at every time resolution."""
+
+    default_speaker: torch.Tensor
+
+    def __init__(self, n_mels: int, cfg: SpectralNetConfig, speaker: SpeakerConfig) -> None:
+        super().__init__(n_mels, cfg)
+        c, _ = cfg.decoder_width
+        self.reference = ReferenceEncoder(n_mels, speaker)
+        self.condition = nn.ModuleList(nn.Linear(speaker.dim, c) for _ in range(len(cfg.strides) + 1))
+        self.register_buffer("default_speaker", torch.zeros(speaker.dim))
+
+    def forward_with(self, z: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, D, F]`` and speaker ``[B, S]`` -> log-mel ``[B, n_mels, F * total_stride]``."""
+        x = self.norm_in(self.inp(z)) + self.condition[0](speaker)[..., None]
+        x = self.stacks[0](x)
+        for i, (up, norm, stack) in enumerate(zip(self.up, self.up_norms, self.stacks[1:], strict=True)):
+            x = stack(norm(up(x)) + self.condition[i + 1](speaker)[..., None])
+        return self.out(self.norm_out(x))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.forward_with(z, self.default_speaker.expand(z.shape[0], -1))
+
+
+class ConditionalVQVAE(SpectralVQVAE):
+    """Spectral VQ-VAE whose decoder takes a speaker embedding (see the module docstring)."""
+
+    family = "conditional"
+
+    def __init__(
+        self, mel: MelConfig, net: SpectralNetConfig, speaker: SpeakerConfig, quantizer: BaseQuantizer
+    ) -> None:
+        super().__init__(mel, net, quantizer)
+        self.speaker_config = speaker
+        self.decoder: ConditionalDecoder = ConditionalDecoder(mel.n_mels, net, speaker)
+
+    def speaker_embedding(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Reference audio ``[B, 1, T]`` -> speaker embeddings ``[B, S]``."""
+        mel, mask = self._mel_and_mask(audio, lengths)
+        return self.decoder.reference(self.normalize(mel), mask)
+
+    def forward(
+        self,
+        audio: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        n_codebooks: int | None = None,
+        *,
+        reference: torch.Tensor | None = None,
+        reference_lengths: torch.Tensor | None = None,
+    ) -> CodecOutput:
+        """As :meth:`SpectralVQVAE.forward`, the decoder told the voice of ``reference`` ``[B, 1, T_ref]`` (by
+        default the model's default speaker)."""
+        mel, mask = self._mel_and_mask(audio, lengths)
+        z, zmask = self.encoder(self.normalize(mel), mask)
+        q = self.quantizer(z, zmask, n_codebooks)
+        speaker = (
+            self.decoder.default_speaker.expand(audio.shape[0], -1)
+            if reference is None
+            else self.speaker_embedding(reference, reference_lengths)
+        )
+        recon = self.decoder.forward_with(q.quantized, speaker)[..., : mel.shape[-1]]
+        recon = recon * self.feature_std + self.feature_mean
+        return CodecOutput(reconstruction=recon, target=mel, mask=mask, quantizer=q, latent=z, latent_mask=zmask)
+
+    def decode(self, codes: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes ``[B, K, F]`` (and speaker ``[B, S]`` or ``[S]``; default: the default speaker) -> log-mel."""
+        z = self.quantizer.decode(codes)
+        if speaker is None:
+            out = self.decoder(z)
+        else:
+            out = self.decoder.forward_with(z, speaker.to(z.dtype).expand(z.shape[0], -1))
+        return out * self.feature_std + self.feature_mean
