@@ -44,6 +44,8 @@ COMMANDS = (
     "compress",
     "decompress",
     "generate",
+    "units",
+    "convert",
 )
 
 runner = CliRunner()

@@ -129,3 +129,25 @@ def test_plain_models_take_no_voice(tiny_model_dir: Path) -> None:
     enc = tok.encode(speech_like(0.5), SR)
     with pytest.raises(VQAudioError, match="does not take a voice"):
         tok.decode(enc, speaker=torch.zeros(8))
+
+
+def test_cli_convert(trained: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vqaudio.cli import app
+
+    runner = CliRunner()
+    src, voice, out = tmp_path / "src.wav", tmp_path / "voice.wav", tmp_path / "out.wav"
+    sf.write(src, speech_like(1.0, SR, seed=3), SR)
+    sf.write(voice, speech_like(1.5, SR, f0=240, seed=4), SR)
+    args = ["convert", str(src), str(out), "--voice", str(voice), "-m", str(trained), "--vocoder", "griffin-lim"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sf.info(out).frames == SR
+    for bad in (args, ["convert", str(src), str(voice), "--voice", str(voice), "-m", str(trained), "-f"]):
+        result = runner.invoke(app, bad)
+        assert result.exit_code == 1 and result.output.startswith("error:")
+    result = runner.invoke(
+        app, ["convert", str(src), str(tmp_path / "o.wav"), "--voice", str(voice), "-m", "speech-16k"]
+    )
+    assert result.exit_code == 1 and "does not take a voice" in result.output

@@ -504,10 +504,12 @@ def main() -> None:
     app()
 
 
-# The prior's commands (generate, compress, decompress) live in a module of their own.
-from vqaudio import cli_prior  # noqa: E402
+# The prior's commands (generate, compress, decompress) and the units commands (units, convert) live in
+# modules of their own.
+from vqaudio import cli_prior, cli_units  # noqa: E402
 
 cli_prior.register(app)
+cli_units.register(app)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Discrete units for TTS and speech language models: corpus-scale extraction (batched, resumable, sharded)."""

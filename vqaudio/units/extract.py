@@ -1,0 +1,230 @@
+"""Turn a corpus into units: one line of JSON per input file, in a fixed order, resumable and sharded.
+
+Each shard ``I`` of ``N`` takes every ``N``-th file of the sorted input list, starting at ``I``, and writes
+``shard-I-of-N.jsonl``: exactly one line per file, in order, either its units or the reason it was skipped::
+
+    {"id": "19/198/19-198-0001", "path": "...", "seconds": 14.085, "units": "17 17 402 ..."}
+    {"id": "bad/clip", "path": "...", "error": "bad/clip.wav: not an audio file ..."}
+
+With ``dedup`` a unit repeated on consecutive frames is kept once and ``"durations"`` gives each kept
+unit's run length in frames (what unit-based TTS and speech language models read).
+
+Lines are appended batch by batch and fsync'd; the file ends with a ``.done`` marker. A run killed at any
+point is resumed by running it again: a half-written last line is cut, the lines already written are checked
+against the input order, and the rest follow, so the finished file is byte for byte what an uninterrupted
+run writes. :func:`merge` puts the shards back in input order (``units.jsonl``) and lists the skipped files
+(``errors.tsv``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vqaudio.atomic import write_atomic
+from vqaudio.data.manifest import AUDIO_SUFFIXES, read_exclude_list, read_manifest
+from vqaudio.errors import VQAudioError
+from vqaudio.tokenizer import Encoded, Tokenizer
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:03d}-of-{self.count:03d}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``"I/N"`` with ``0 <= I < N`` -> :class:`Shard`."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise VQAudioError(f"--shard must be I/N with 0 <= I < N, got {text!r}")
+    return Shard(int(m.group(1)), int(m.group(2)))
+
+
+def shard_from_env() -> Shard:
+    """The shard of this process under torchrun (``RANK``/``WORLD_SIZE``), else the whole job."""
+    try:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise VQAudioError("RANK and WORLD_SIZE must be whole numbers") from None
+    if not 0 <= rank < world:
+        raise VQAudioError(f"RANK {rank} is not below WORLD_SIZE {world}")
+    return Shard(rank, world)
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    path: Path
+
+
+def list_inputs(source: str | Path) -> list[Item]:
+    """A folder (any layout; LibriSpeech's works), a manifest (``.tsv`` from ``vqaudio prepare``) or a file
+    list (one path a line) -> items sorted by id (the path relative to the folder or list, no suffix)."""
+    src = Path(source)
+    if src.is_dir():
+        base, paths = src, [p for p in src.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+    elif src.suffix == ".tsv":
+        base, paths = src.parent, [e.path for e in read_manifest(src)]
+    elif src.is_file():
+        base = src.parent
+        paths = [p if p.is_absolute() else base / p for p in map(Path, read_exclude_list(src))]
+    else:
+        raise VQAudioError(f"{src}: no such folder, manifest or file list")
+    items = []
+    for p in paths:
+        try:
+            rel = p.resolve().relative_to(base.resolve())
+        except ValueError:
+            rel = Path(p.name)
+        items.append(Item(rel.with_suffix("").as_posix(), p))
+    items.sort(key=lambda it: it.id)
+    seen = {it.id for it in items}
+    if len(seen) != len(items):
+        raise VQAudioError(f"{src}: two inputs share an id (the same path with two suffixes?)")
+    if not items:
+        raise VQAudioError(f"{src}: no audio files")
+    return items
+
+
+def _units_line(item: Item, enc: Encoded, codebook: int, dedup: bool) -> dict[str, object]:
+    units = enc.codes[codebook].tolist()
+    line: dict[str, object] = {
+        "id": item.id,
+        "path": str(item.path),
+        "seconds": round(enc.original_length / enc.sample_rate, 4),
+    }
+    if dedup:
+        kept: list[int] = []
+        runs: list[int] = []
+        for u in units:
+            if kept and kept[-1] == u:
+                runs[-1] += 1
+            else:
+                kept.append(u)
+                runs.append(1)
+        line["units"] = " ".join(map(str, kept))
+        line["durations"] = " ".join(map(str, runs))
+    else:
+        line["units"] = " ".join(map(str, units))
+    return line
+
+
+def _encode(tok: Tokenizer, batch: Sequence[Item], n: int) -> list[Encoded | str]:
+    """Codes for each item, or the one-line reason it cannot be read; a bad file never sinks its batch."""
+    try:
+        return list(tok.encode_batch([it.path for it in batch], n_codebooks=n))
+    except VQAudioError:
+        pass
+    out: list[Encoded | str] = []
+    for it in batch:
+        try:
+            out.append(tok.encode(it.path, n_codebooks=n))
+        except VQAudioError as e:
+            out.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return out
+
+
+def _resume(path: Path, expected: Sequence[Item]) -> int:
+    """Lines of ``path`` already complete (cutting a half-written last line); refuses a file of another job."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    lines = data[:end].splitlines()
+    if len(lines) > len(expected):
+        raise VQAudioError(f"{path} has more lines than this shard has inputs: another job's output? remove it")
+    for i, raw in enumerate(lines):
+        try:
+            got = json.loads(raw)["id"]
+        except (ValueError, KeyError, TypeError):
+            raise VQAudioError(f"{path}: line {i + 1} is not a units line; remove the file to start over") from None
+        if got != expected[i].id:
+            raise VQAudioError(f"{path}: line {i + 1} is {got!r}, but this job's input {i + 1} is {expected[i].id!r}")
+    return len(lines)
+
+
+def extract(
+    tok: Tokenizer,
+    items: Sequence[Item],
+    out_dir: str | Path,
+    *,
+    shard: Shard = Shard(0, 1),
+    codebook: int = 0,
+    dedup: bool = False,
+    batch_size: int = 8,
+    progress: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Write (or finish) this shard's units file; returns its path. ``progress(files, seconds)`` is called
+    after each batch with what the batch added."""
+    if not 0 <= codebook < tok.num_codebooks:
+        raise VQAudioError(f"--codebook must be in 0..{tok.num_codebooks - 1} for {tok.name}, got {codebook}")
+    if batch_size < 1:
+        raise VQAudioError("--batch-size must be at least 1")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VQAudioError(f"cannot make {out}: {e.strerror or e}") from None
+    mine = list(items[shard.index :: shard.count])
+    path = out / f"{shard.name}.jsonl"
+    done = _resume(path, mine)
+    with open(path, "ab") as f:
+        for start in range(done, len(mine), batch_size):
+            batch = mine[start : start + batch_size]
+            lines: list[dict[str, object]] = []
+            seconds = 0.0
+            for item, result in zip(batch, _encode(tok, batch, codebook + 1), strict=True):
+                if isinstance(result, str):
+                    lines.append({"id": item.id, "path": str(item.path), "error": result})
+                else:
+                    lines.append(_units_line(item, result, codebook, dedup))
+                    seconds += result.original_length / result.sample_rate
+            f.write(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+            f.flush()
+            os.fsync(f.fileno())
+            if progress is not None:
+                progress(len(batch), seconds)
+    write_atomic(out / f"{shard.name}.done", f"{len(mine)}\n".encode())
+    return path
+
+
+def merge(out_dir: str | Path) -> tuple[Path, int, int]:
+    """Join finished shards into ``units.jsonl`` (input order) and ``errors.tsv``; returns the units file and
+    the counts of units lines and skipped files."""
+    out = Path(out_dir)
+    shards = sorted(out.glob("shard-*-of-*.jsonl"))
+    if not shards:
+        raise VQAudioError(f"{out}: no shard files to merge")
+    counts = {int(re.fullmatch(r"shard-\d+-of-(\d+)\.jsonl", p.name).group(1)) for p in shards}  # type: ignore[union-attr]
+    if len(counts) != 1:
+        raise VQAudioError(f"{out}: shards of different jobs ({', '.join(map(str, sorted(counts)))} shards)")
+    n = counts.pop()
+    parts: list[list[bytes]] = []
+    for i in range(n):
+        shard = Shard(i, n)
+        if not (out / f"{shard.name}.done").is_file():
+            raise VQAudioError(f"{out}: {shard.name} is not finished; run its extract again to finish it")
+        parts.append((out / f"{shard.name}.jsonl").read_bytes().splitlines())
+    merged, errors = [], []
+    for j in range(sum(len(p) for p in parts)):
+        raw = parts[j % n][j // n]
+        line = json.loads(raw)
+        if "error" in line:
+            errors.append(f"{line['path']}\t{line['error']}")
+        else:
+            merged.append(raw)
+    write_atomic(out / "units.jsonl", b"".join(r + b"\n" for r in merged))
+    write_atomic(out / "errors.tsv", "".join(e + "\n" for e in errors).encode())
+    return out / "units.jsonl", len(merged), len(errors)
