@@ -15,7 +15,6 @@ soundfile.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from vqaudio.atomic import commit, temp_beside
 from vqaudio.errors import AudioError
 
 __all__ = [
@@ -306,7 +306,10 @@ def _write_frames(
     except OSError as exc:
         raise AudioError(f"{name}: cannot create directory {target.parent} ({exc.strerror or exc})") from exc
 
-    tmp = _create_temp_beside(target)
+    try:
+        tmp = temp_beside(target)
+    except OSError as exc:
+        raise AudioError(f"{target}: cannot create a file in {target.parent} ({exc.strerror or exc})") from exc
     try:
         written = 0
         with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=fmt[0], subtype=fmt[1]) as f:
@@ -317,10 +320,7 @@ def _write_frames(
                 written += frames.shape[0]
         if written == 0:
             raise AudioError(f"{name}: no audio to write")
-        # Flush to disk before the rename so a power loss cannot leave a renamed but empty file.
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        commit(tmp, target)
     except (sf.SoundFileError, OSError, RuntimeError, ValueError) as exc:
         raise AudioError(f"{name}: cannot write audio ({_one_line(str(exc))})") from exc
     finally:
@@ -386,25 +386,6 @@ def _as_frames(samples: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     tensor = tensor.to(torch.float32)
     check_samples(tensor, name)
     return np.ascontiguousarray(tensor.clamp(-1.0, 1.0).numpy().T)
-
-
-def _create_temp_beside(target: Path) -> str:
-    """Create an empty, hidden temp file next to ``target`` and return its path.
-
-    Same directory so ``os.replace`` is an atomic rename on one file system. Created with mode 0o666 so
-    the kernel applies the umask and the final file gets ordinary permissions (mkstemp would give 0o600).
-    """
-    for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise AudioError(f"{target}: cannot create a file in {target.parent} ({exc.strerror or exc})") from exc
-        os.close(fd)
-        return os.fspath(tmp)
-    raise AudioError(f"{target}: cannot find a free temporary name in {target.parent}")
 
 
 def _one_line(text: str) -> str:

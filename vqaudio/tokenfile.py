@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import secrets
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from typing import IO, Any, Union
 import numpy as np
 import numpy.typing as npt
 
+from vqaudio.atomic import commit, temp_beside
 from vqaudio.errors import TokenFileError
 
 __all__ = [
@@ -439,22 +439,14 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
         raise TokenFileError(f"cannot write {path}: directory {parent} does not exist")
     if path.is_dir():
         raise TokenFileError(f"cannot write {path}: it is a directory")
-    while True:
-        tmp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            # os.open with mode 0o666 lets the umask decide permissions, like any ordinary file
-            # (tempfile.mkstemp would leave the token file readable by its owner only).
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise TokenFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
-        with os.fdopen(fd, "wb") as fh:
+        tmp = temp_beside(path)
+    except OSError as exc:
+        raise TokenFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
@@ -475,7 +467,7 @@ def _commit(pairs: list[tuple[Path, Path]]) -> None:
     try:
         for tmp, target in pairs:
             try:
-                os.replace(tmp, target)
+                commit(tmp, target)
             except OSError as exc:
                 raise TokenFileError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from vqaudio.atomic import write_atomic
 from vqaudio.errors import ConfigError, VQAudioError
 
 __all__ = [
@@ -401,9 +402,7 @@ def extract_tar(archive: str | Path, dest_dir: str | Path) -> Path:
 
 def _write_marker(marker: Path, archive: Path, count: int) -> None:
     """Written last and atomically, so its presence means the whole archive is on disk."""
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(f"{archive.name}\n{count} members\n", encoding="utf-8")
-    os.replace(tmp, marker)
+    write_atomic(marker, f"{archive.name}\n{count} members\n".encode())
 
 
 def download_librispeech(

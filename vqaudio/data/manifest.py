@@ -6,11 +6,13 @@ Paths in a manifest are stored relative to the manifest's folder when they lie b
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vqaudio.atomic import write_atomic
 from vqaudio.errors import VQAudioError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
@@ -92,15 +94,14 @@ def write_manifest(entries: Sequence[ManifestEntry], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(COLUMNS)
-        for e in entries:
-            p = e.path.resolve()
-            stored = p.relative_to(base) if p.is_relative_to(base) else p
-            w.writerow([stored.as_posix(), f"{e.duration:.3f}", e.speaker, e.sample_rate])
-    os.replace(tmp, path)
+    text = io.StringIO()
+    w = csv.writer(text, delimiter="\t", lineterminator="\n")
+    w.writerow(COLUMNS)
+    for e in entries:
+        p = e.path.resolve()
+        stored = p.relative_to(base) if p.is_relative_to(base) else p
+        w.writerow([stored.as_posix(), f"{e.duration:.3f}", e.speaker, e.sample_rate])
+    write_atomic(path, text.getvalue().encode("utf-8"))
     return path
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vqaudio.atomic import write_atomic
 from vqaudio.config import from_dict, to_dict
 from vqaudio.errors import ConfigError, ModelError, UnknownKeyError
 from vqaudio.models.base import CodecModel
@@ -46,18 +45,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; model files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(
@@ -90,7 +77,7 @@ def save_model(
     # One metadata key: safetensors writes the metadata map in hash order, so two keys could swap places from
     # one process to the next and the same weights would get another checksum at every export.
     blob = save(tensors, metadata={"vqaudio": json.dumps({"format": MODEL_FORMAT, "name": name}, sort_keys=True)})
-    _atomic_write_bytes(directory / WEIGHTS_FILE, blob)
+    write_atomic(directory / WEIGHTS_FILE, blob)
     meta = {
         "format": MODEL_FORMAT,
         "name": name,
@@ -99,7 +86,7 @@ def save_model(
         "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(blob).hexdigest()},
         "card": card or {},
     }
-    _atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    write_atomic(directory / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return directory
 
 

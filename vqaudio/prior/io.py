@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
+from vqaudio.atomic import write_atomic
 from vqaudio.config import from_dict
 from vqaudio.errors import ConfigError, ModelError
-from vqaudio.models.io import _atomic_write_bytes, sha256_file
+from vqaudio.models.io import sha256_file
 from vqaudio.prior.model import PriorConfig, TokenPrior
 
 PRIOR_WEIGHTS = "prior.safetensors"
@@ -55,7 +56,7 @@ def save_prior(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    _atomic_write_bytes(directory / PRIOR_WEIGHTS, save(state))
+    write_atomic(directory / PRIOR_WEIGHTS, save(state))
     meta = {
         "format": PRIOR_FORMAT,
         "name": name,
@@ -66,7 +67,7 @@ def save_prior(
         "prior": dataclasses.asdict(model.config),
         "card": card or {},
     }
-    _atomic_write_bytes(directory / PRIOR_CONFIG, (json.dumps(meta, indent=2) + "\n").encode())
+    write_atomic(directory / PRIOR_CONFIG, (json.dumps(meta, indent=2) + "\n").encode())
     return directory / PRIOR_CONFIG
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from vqaudio.atomic import atomic_open
 from vqaudio.errors import VQAudioError
 
 CHECKPOINT = "checkpoint.pt"
@@ -34,19 +33,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    """``torch.save`` through the atomic writer: a crash leaves the previous checkpoint, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
