@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from vqaudio import __version__
+from vqaudio.cli_common import boundary
 from vqaudio.errors import VQAudioError
 
 app = typer.Typer(
@@ -84,11 +85,6 @@ VocoderOpt = Annotated[
 ]
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"vqaudio {__version__}")
@@ -130,6 +126,7 @@ def _gather_inputs(inputs: list[str]) -> list[Path]:
 
 
 @app.command()
+@boundary
 def tokenize(
     inputs: Annotated[list[str], typer.Argument(help="Audio files, directories, or - to read paths from stdin.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (one input only).")] = None,
@@ -144,52 +141,49 @@ def tokenize(
     force: ForceOpt = False,
 ) -> None:
     """Encode audio into a token file (default: IN.vqt beside each input)."""
-    try:
-        from vqaudio.tokenfile import save_codes
-        from vqaudio.tokenizer import load
+    from vqaudio.tokenfile import save_codes
+    from vqaudio.tokenizer import load
 
-        paths = _gather_inputs(inputs)
-        if output is not None and len(paths) > 1:
-            raise VQAudioError("--output takes one input; use --out-dir for several")
-        suffix = output.suffix.lstrip(".").lower() if output is not None else ""
-        implied = TokenFormat(suffix) if suffix in TokenFormat._value2member_map_ else None
-        if fmt is not None and implied is not None and fmt != implied:
-            raise VQAudioError(f"--format {fmt.value} does not match the output name {output}")
-        fmt = fmt or implied or TokenFormat.vqt
-        tok = load(model, encode_precision=precision.value, beam=beam)
-        targets = []
-        for p in paths:
-            if output is not None:
-                targets.append(output)
-            elif out_dir is not None:
-                targets.append(out_dir / (p.stem + "." + fmt.value))
-            else:
-                targets.append(p.with_suffix("." + fmt.value))
-        if len(set(targets)) != len(targets):
-            raise VQAudioError("two inputs would write the same output name; use separate --out-dir runs")
-        for t in targets:
-            _refuse_existing(t, force)
-        iterator: Any = zip(paths, targets, strict=True)
-        if len(paths) > 1:
-            from tqdm import tqdm
+    paths = _gather_inputs(inputs)
+    if output is not None and len(paths) > 1:
+        raise VQAudioError("--output takes one input; use --out-dir for several")
+    suffix = output.suffix.lstrip(".").lower() if output is not None else ""
+    implied = TokenFormat(suffix) if suffix in TokenFormat._value2member_map_ else None
+    if fmt is not None and implied is not None and fmt != implied:
+        raise VQAudioError(f"--format {fmt.value} does not match the output name {output}")
+    fmt = fmt or implied or TokenFormat.vqt
+    tok = load(model, encode_precision=precision.value, beam=beam)
+    targets = []
+    for p in paths:
+        if output is not None:
+            targets.append(output)
+        elif out_dir is not None:
+            targets.append(out_dir / (p.stem + "." + fmt.value))
+        else:
+            targets.append(p.with_suffix("." + fmt.value))
+    if len(set(targets)) != len(targets):
+        raise VQAudioError("two inputs would write the same output name; use separate --out-dir runs")
+    for t in targets:
+        _refuse_existing(t, force)
+    iterator: Any = zip(paths, targets, strict=True)
+    if len(paths) > 1:
+        from tqdm import tqdm
 
-            iterator = tqdm(list(iterator), desc="tokenize", unit="file", file=sys.stderr)
-        frames = 0
-        seconds = 0.0
-        for src, dst in iterator:
-            enc = tok.encode(src, n_codebooks=n_codebooks)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            save_codes(dst, enc.codes.numpy(), enc.header(), fmt=fmt.value, overwrite=force)
-            frames += enc.num_frames
-            seconds += enc.original_length / enc.sample_rate
-        k = n_codebooks or tok.default_codebooks
-        where = targets[0] if len(targets) == 1 else (out_dir or "beside the inputs")
-        typer.echo(
-            f"{len(paths)} file(s), {seconds:.2f} s -> {frames} frames x {k} codebooks at "
-            f"{tok.frame_rate:g} Hz ({tok.bitrate(k) / 1000:.2f} kbps) -> {where}"
-        )
-    except VQAudioError as e:
-        _fail(str(e))
+        iterator = tqdm(list(iterator), desc="tokenize", unit="file", file=sys.stderr)
+    frames = 0
+    seconds = 0.0
+    for src, dst in iterator:
+        enc = tok.encode(src, n_codebooks=n_codebooks)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        save_codes(dst, enc.codes.numpy(), enc.header(), fmt=fmt.value, overwrite=force)
+        frames += enc.num_frames
+        seconds += enc.original_length / enc.sample_rate
+    k = n_codebooks or tok.default_codebooks
+    where = targets[0] if len(targets) == 1 else (out_dir or "beside the inputs")
+    typer.echo(
+        f"{len(paths)} file(s), {seconds:.2f} s -> {frames} frames x {k} codebooks at "
+        f"{tok.frame_rate:g} Hz ({tok.bitrate(k) / 1000:.2f} kbps) -> {where}"
+    )
 
 
 def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postfilter: bool) -> tuple[Any, Any]:
@@ -219,6 +213,7 @@ def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postf
 
 
 @app.command()
+@boundary
 def detokenize(
     tokens: Annotated[Path, typer.Argument(help="Token file (.vqt, .npy, .txt or .json).")],
     output: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac).")],
@@ -231,16 +226,14 @@ def detokenize(
     force: ForceOpt = False,
 ) -> None:
     """Decode a token file back into audio."""
-    try:
-        _refuse_existing(output, force)
-        tf, tok = _load_tokens(tokens, model, precision.value, postfilter)
-        seconds = tok.decode_to_file(tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
-        typer.echo(f"{tokens} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
-    except VQAudioError as e:
-        _fail(str(e))
+    _refuse_existing(output, force)
+    tf, tok = _load_tokens(tokens, model, precision.value, postfilter)
+    seconds = tok.decode_to_file(tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
+    typer.echo(f"{tokens} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
 
 
 @app.command()
+@boundary
 def resynth(
     input: Annotated[Path, typer.Argument(help="Input audio.")],
     output: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac).")],
@@ -253,21 +246,18 @@ def resynth(
     force: ForceOpt = False,
 ) -> None:
     """Encode and decode: hear what the codec keeps (encoding in float32, as tokenize does by default)."""
-    try:
-        from vqaudio.tokenizer import load
+    from vqaudio.tokenizer import load
 
-        if output.resolve() == input.resolve():
-            raise VQAudioError("output would overwrite the input; choose another name")
-        _refuse_existing(output, force)
-        tok = load(model, decode_precision=precision.value, postfilter=postfilter, beam=beam)
-        enc = tok.encode(input, n_codebooks=n_codebooks)
-        tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
-        typer.echo(
-            f"{input} -> {output}: {enc.num_frames} frames x {enc.num_codebooks} codebooks "
-            f"({enc.bitrate / 1000:.2f} kbps), vocoder {vocoder.value if vocoder else tok.default_vocoder or 'none'}"
-        )
-    except VQAudioError as e:
-        _fail(str(e))
+    if output.resolve() == input.resolve():
+        raise VQAudioError("output would overwrite the input; choose another name")
+    _refuse_existing(output, force)
+    tok = load(model, decode_precision=precision.value, postfilter=postfilter, beam=beam)
+    enc = tok.encode(input, n_codebooks=n_codebooks)
+    tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
+    typer.echo(
+        f"{input} -> {output}: {enc.num_frames} frames x {enc.num_codebooks} codebooks "
+        f"({enc.bitrate / 1000:.2f} kbps), vocoder {vocoder.value if vocoder else tok.default_vocoder or 'none'}"
+    )
 
 
 def _describe_model(tok: Any) -> dict[str, Any]:
@@ -297,62 +287,59 @@ def _describe_model(tok: Any) -> dict[str, Any]:
 
 
 @app.command()
+@boundary
 def info(
     target: Annotated[str, typer.Argument(help="A token file, a model directory or a shipped model name.")],
 ) -> None:
     """Describe a token file or a model."""
-    try:
-        from vqaudio.tokenfile import load_codes
-        from vqaudio.tokenizer import load, shipped_models
+    from vqaudio.tokenfile import load_codes
+    from vqaudio.tokenizer import load, shipped_models
 
-        p = Path(target)
-        if p.is_file():
-            tf = load_codes(p)
-            h = tf.header
-            bits = max(1, (h.codebook_size - 1).bit_length())
-            d = {
-                "file": str(p),
-                **h.to_json(),
-                "duration_s": round(h.original_length / h.sample_rate, 3) if h.sample_rate else None,
-                "bitrate_kbps": round(h.frame_rate * h.num_codebooks * bits / 1000, 3),
-            }
-        elif p.is_dir() or target in shipped_models():
-            d = _describe_model(load(target))
-        else:
-            raise VQAudioError(f"{target}: no such file, model directory or shipped model")
-        for key, value in d.items():
-            typer.echo(f"{key}: {value}")
-    except VQAudioError as e:
-        _fail(str(e))
+    p = Path(target)
+    if p.is_file():
+        tf = load_codes(p)
+        h = tf.header
+        bits = max(1, (h.codebook_size - 1).bit_length())
+        d = {
+            "file": str(p),
+            **h.to_json(),
+            "duration_s": round(h.original_length / h.sample_rate, 3) if h.sample_rate else None,
+            "bitrate_kbps": round(h.frame_rate * h.num_codebooks * bits / 1000, 3),
+        }
+    elif p.is_dir() or target in shipped_models():
+        d = _describe_model(load(target))
+    else:
+        raise VQAudioError(f"{target}: no such file, model directory or shipped model")
+    for key, value in d.items():
+        typer.echo(f"{key}: {value}")
 
 
 @app.command()
+@boundary
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the shipped models with their rates, bitrates, size and training data."""
-    try:
-        from vqaudio.tokenizer import load, shipped_models
+    from vqaudio.tokenizer import load, shipped_models
 
-        rows = [_describe_model(load(path)) for path in shipped_models().values()]
-        if as_json:
-            typer.echo(json.dumps(rows, indent=2))
-            return
-        if not rows:
-            typer.echo("no shipped models installed")
-        for r in rows:
-            rates = ", ".join(f"{b:g}" for b in r["bitrates_kbps"])
-            typer.echo(
-                f"{r['name']}: {r['family']}, {r['sample_rate']} Hz, {r['frame_rate']:g} frames/s, "
-                f"{r['num_codebooks']} x {r['codebook_size']} codes, bitrates {rates} kbps "
-                f"(default {r['default_codebooks']} codebooks), vocoders {', '.join(r['vocoders']) or '-'}, "
-                f"{r['size_mb']} MB; trained on {r['training_data']}"
-            )
-    except VQAudioError as e:
-        _fail(str(e))
+    rows = [_describe_model(load(path)) for path in shipped_models().values()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no shipped models installed")
+    for r in rows:
+        rates = ", ".join(f"{b:g}" for b in r["bitrates_kbps"])
+        typer.echo(
+            f"{r['name']}: {r['family']}, {r['sample_rate']} Hz, {r['frame_rate']:g} frames/s, "
+            f"{r['num_codebooks']} x {r['codebook_size']} codes, bitrates {rates} kbps "
+            f"(default {r['default_codebooks']} codebooks), vocoders {', '.join(r['vocoders']) or '-'}, "
+            f"{r['size_mb']} MB; trained on {r['training_data']}"
+        )
 
 
 @app.command()
+@boundary
 def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="Training config (TOML).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, logs, model).")],
@@ -365,11 +352,11 @@ def train(
         typer.Option("--set", help="Override a config value, e.g. --set 'data.train=[\"data/train.tsv\"]'."),
     ] = None,
 ) -> None:
-    """Train a codec or a vocoder from a config; works under torchrun for DDP."""
-    try:
-        from vqaudio.training.config import load_config, parse_override
-        from vqaudio.training.trainer import Trainer
+    """Train a codec, a vocoder or a token prior from a config; works under torchrun for DDP."""
+    from vqaudio.training.config import load_config, parse_override
+    from vqaudio.training.trainer import Trainer
 
+    try:
         overrides: dict[str, object] = dict(parse_override(s) for s in settings or [])
         if steps is not None:
             overrides["steps"] = steps
@@ -378,8 +365,6 @@ def train(
         cfg = load_config(config, overrides)
         path = Trainer(cfg, out, resume=resume, progress=progress).fit()
         typer.echo(f"model written to {path}")
-    except VQAudioError as e:
-        _fail(str(e))
     finally:
         # Under torchrun: leave the process group before exit, or gloo's threads can abort the process at
         # interpreter shutdown ("terminate called without an active exception") after a finished run.
@@ -390,6 +375,7 @@ def train(
 
 
 @app.command()
+@boundary
 def prepare(
     inputs: Annotated[list[Path], typer.Argument(help="Folders (or files) of audio; a LibriSpeech root works.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Manifest to write (.tsv).")],
@@ -400,21 +386,19 @@ def prepare(
     force: ForceOpt = False,
 ) -> None:
     """Write a manifest (path, duration, speaker, sample_rate) of the audio below the inputs."""
-    try:
-        from vqaudio.data.manifest import read_exclude_list, scan_audio, write_manifest
+    from vqaudio.data.manifest import read_exclude_list, scan_audio, write_manifest
 
-        _refuse_existing(output, force)
-        entries = scan_audio(inputs, exclude=read_exclude_list(exclude_list), min_sample_rate=min_sample_rate)
-        if not entries:
-            raise VQAudioError("no readable audio found")
-        write_manifest(entries, output)
-        hours = sum(e.duration for e in entries) / 3600
-        typer.echo(f"{len(entries)} files, {hours:.2f} h, {len({e.speaker for e in entries})} speakers -> {output}")
-    except VQAudioError as e:
-        _fail(str(e))
+    _refuse_existing(output, force)
+    entries = scan_audio(inputs, exclude=read_exclude_list(exclude_list), min_sample_rate=min_sample_rate)
+    if not entries:
+        raise VQAudioError("no readable audio found")
+    write_manifest(entries, output)
+    hours = sum(e.duration for e in entries) / 3600
+    typer.echo(f"{len(entries)} files, {hours:.2f} h, {len({e.speaker for e in entries})} speakers -> {output}")
 
 
 @app.command()
+@boundary
 def export(
     codec: Annotated[
         Path,
@@ -455,49 +439,42 @@ def export(
     force: ForceOpt = False,
 ) -> None:
     """Bundle a trained codec (and vocoder) into a release directory with a model card."""
-    try:
-        from vqaudio.training.export import export_release
+    from vqaudio.training.export import export_release
 
-        _refuse_existing(output / "config.json", force)
-        try:
-            extra = json.loads(card.read_text()) if card else {}
-        except (json.JSONDecodeError, OSError) as e:
-            _fail(f"{card}: {e}")
-        path = export_release(
-            codec,
-            output,
-            name,
-            vocoder_dir=vocoder,
-            card=extra,
-            half=half,
-            postfilter=postfilter,
-            postfilter_offset=postfilter_offset,
-            postfilter_data=postfilter_data,
-            postfilter_below=postfilter_below,
-            consistency_iters=consistency_iters,
-        )
-        typer.echo(f"released {name} -> {path}")
-    except OSError as e:
-        _fail(f"{output}: {e.strerror or e}")
-    except VQAudioError as e:
-        _fail(str(e))
+    _refuse_existing(output / "config.json", force)
+    try:
+        extra = json.loads(card.read_text()) if card else {}
+    except (json.JSONDecodeError, OSError) as e:
+        raise VQAudioError(f"{card}: {e}") from None
+    path = export_release(
+        codec,
+        output,
+        name,
+        vocoder_dir=vocoder,
+        card=extra,
+        half=half,
+        postfilter=postfilter,
+        postfilter_offset=postfilter_offset,
+        postfilter_data=postfilter_data,
+        postfilter_below=postfilter_below,
+        consistency_iters=consistency_iters,
+    )
+    typer.echo(f"released {name} -> {path}")
 
 
 @app.command("plot-log")
+@boundary
 def plot_log(
     log: Annotated[Path, typer.Argument(help="metrics.jsonl of a training run.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")],
     force: ForceOpt = False,
 ) -> None:
     """Draw a run's training curves (loss terms, codebook usage, validation) to a PNG."""
-    try:
-        from vqaudio.training.plot import plot_metrics
+    from vqaudio.training.plot import plot_metrics
 
-        _refuse_existing(output, force)
-        plot_metrics(log, output)
-        typer.echo(f"wrote {output}")
-    except VQAudioError as e:
-        _fail(str(e))
+    _refuse_existing(output, force)
+    plot_metrics(log, output)
+    typer.echo(f"wrote {output}")
 
 
 def main() -> None:

@@ -11,14 +11,10 @@ from typing import Annotated
 
 import typer
 
+from vqaudio.cli_common import boundary
 from vqaudio.errors import VQAudioError
 
 AUDIO_OUT = (".wav", ".flac")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def _refuse(output: Path, inputs: list[Path], force: bool) -> None:
@@ -33,6 +29,7 @@ def _refuse(output: Path, inputs: list[Path], force: bool) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @boundary
     def compress(
         input: Annotated[Path, typer.Argument(help="Audio, or a token file (.vqt/.npy/.txt/.json) of the model.")],
         output: Annotated[Path, typer.Argument(help="Compressed token file (.vqz).")],
@@ -42,36 +39,34 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
     ) -> None:
         """Tokenize (or read tokens) and entropy-code the codes with the model's token prior."""
-        try:
-            from vqaudio.compress import coder_for, compress_tokens, write_vqz
-            from vqaudio.tokenfile import FORMATS, load_codes
-            from vqaudio.tokenizer import load
+        from vqaudio.compress import coder_for, compress_tokens, write_vqz
+        from vqaudio.tokenfile import FORMATS, load_codes
+        from vqaudio.tokenizer import load
 
-            if output.suffix.lower() != ".vqz":
-                raise VQAudioError(f"{output}: a compressed token file must end in .vqz")
-            _refuse(output, [input], force)
-            if input.suffix.lower().lstrip(".") in FORMATS:
-                tokens = load_codes(input)
-                tok = load(model or tokens.header.model_id)
-                vqz = compress_tokens(tok, tokens)
-            else:
-                tok = load(model or "speech-16k")
-                prior, _ = coder_for(tok)
-                vqz = compress_tokens(tok, tok.encode(input, n_codebooks=prior.config.num_codebooks))
-            write_vqz(output, vqz, overwrite=force)
-            h = vqz.header
-            seconds = h.original_length / h.sample_rate
-            fixed = h.num_codebooks * h.num_frames * (h.codebook_size - 1).bit_length()
-            bits = 32 * vqz.words.size
-            kbps = bits / seconds / 1000
-            typer.echo(
-                f"{input} -> {output}: {h.num_frames} frames x {h.num_codebooks} codebooks, {kbps:.2f} "
-                f"kbps ({100 * bits / max(1, fixed):.0f} % of the fixed-width {fixed / seconds / 1000:.2f} kbps)"
-            )
-        except VQAudioError as e:
-            _fail(str(e))
+        if output.suffix.lower() != ".vqz":
+            raise VQAudioError(f"{output}: a compressed token file must end in .vqz")
+        _refuse(output, [input], force)
+        if input.suffix.lower().lstrip(".") in FORMATS:
+            tokens = load_codes(input)
+            tok = load(model or tokens.header.model_id)
+            vqz = compress_tokens(tok, tokens)
+        else:
+            tok = load(model or "speech-16k")
+            prior, _ = coder_for(tok)
+            vqz = compress_tokens(tok, tok.encode(input, n_codebooks=prior.config.num_codebooks))
+        write_vqz(output, vqz, overwrite=force)
+        h = vqz.header
+        seconds = h.original_length / h.sample_rate
+        fixed = h.num_codebooks * h.num_frames * (h.codebook_size - 1).bit_length()
+        bits = 32 * vqz.words.size
+        kbps = bits / seconds / 1000
+        typer.echo(
+            f"{input} -> {output}: {h.num_frames} frames x {h.num_codebooks} codebooks, {kbps:.2f} "
+            f"kbps ({100 * bits / max(1, fixed):.0f} % of the fixed-width {fixed / seconds / 1000:.2f} kbps)"
+        )
 
     @app.command()
+    @boundary
     def decompress(
         input: Annotated[Path, typer.Argument(help="Compressed token file (.vqz).")],
         output: Annotated[Path, typer.Argument(help="Token file (.vqt/.npy/.txt/.json) or audio (.wav/.flac).")],
@@ -82,28 +77,26 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
     ) -> None:
         """Decode a .vqz back into the exact codes tokenize gave, as a token file or as audio."""
-        try:
-            from vqaudio.compress import decompress_tokens, read_vqz
-            from vqaudio.tokenfile import FORMATS, save_codes
-            from vqaudio.tokenizer import load
+        from vqaudio.compress import decompress_tokens, read_vqz
+        from vqaudio.tokenfile import FORMATS, save_codes
+        from vqaudio.tokenizer import load
 
-            fmt = output.suffix.lower().lstrip(".")
-            if fmt not in FORMATS and output.suffix.lower() not in AUDIO_OUT:
-                raise VQAudioError(f"{output}: write tokens (.{', .'.join(FORMATS)}) or audio (.wav, .flac)")
-            _refuse(output, [input], force)
-            vqz = read_vqz(input)
-            tok = load(model or vqz.header.model_id)
-            tokens = decompress_tokens(tok, vqz, str(input))
-            if fmt in FORMATS:
-                save_codes(output, tokens.codes, tokens.header, fmt=fmt, overwrite=force)
-                typer.echo(f"{input} -> {output}: {tokens.header.num_frames} frames x {tokens.header.num_codebooks}")
-            else:
-                seconds = tok.decode_to_file(tokens, output, vocoder=vocoder, overwrite=force)
-                typer.echo(f"{input} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
-        except VQAudioError as e:
-            _fail(str(e))
+        fmt = output.suffix.lower().lstrip(".")
+        if fmt not in FORMATS and output.suffix.lower() not in AUDIO_OUT:
+            raise VQAudioError(f"{output}: write tokens (.{', .'.join(FORMATS)}) or audio (.wav, .flac)")
+        _refuse(output, [input], force)
+        vqz = read_vqz(input)
+        tok = load(model or vqz.header.model_id)
+        tokens = decompress_tokens(tok, vqz, str(input))
+        if fmt in FORMATS:
+            save_codes(output, tokens.codes, tokens.header, fmt=fmt, overwrite=force)
+            typer.echo(f"{input} -> {output}: {tokens.header.num_frames} frames x {tokens.header.num_codebooks}")
+        else:
+            seconds = tok.decode_to_file(tokens, output, vocoder=vocoder, overwrite=force)
+            typer.echo(f"{input} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
 
     @app.command()
+    @boundary
     def generate(
         out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for the samples.")],
         n: Annotated[int, typer.Option("-n", min=1, help="How many samples.")] = 4,
@@ -118,26 +111,23 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing samples.")] = False,
     ) -> None:
         """Sample codes from the model's token prior and decode them to audio (or continue --prompt)."""
-        try:
-            from vqaudio.prior.sample import generate_to_files
-            from vqaudio.tokenizer import load
+        from vqaudio.prior.sample import generate_to_files
+        from vqaudio.tokenizer import load
 
-            if not 0 < seconds <= 600:
-                raise VQAudioError(f"--seconds must be in (0, 600], got {seconds}")
-            written = generate_to_files(
-                load(model),
-                out_dir,
-                n=n,
-                seconds=seconds,
-                temperature=temperature,
-                top_k=top_k,
-                seed=seed,
-                prompt=prompt,
-                tokens=tokens,
-                vocoder=vocoder,
-                overwrite=force,
-            )
-            for path in written:
-                typer.echo(str(path))
-        except VQAudioError as e:
-            _fail(str(e))
+        if not 0 < seconds <= 600:
+            raise VQAudioError(f"--seconds must be in (0, 600], got {seconds}")
+        written = generate_to_files(
+            load(model),
+            out_dir,
+            n=n,
+            seconds=seconds,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+            prompt=prompt,
+            tokens=tokens,
+            vocoder=vocoder,
+            overwrite=force,
+        )
+        for path in written:
+            typer.echo(str(path))

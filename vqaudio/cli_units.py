@@ -11,17 +11,14 @@ from typing import Annotated
 
 import typer
 
+from vqaudio.cli_common import boundary
 from vqaudio.errors import VQAudioError
 
 units_app = typer.Typer(help="Discrete units for a corpus: extract (batched, resumable, sharded), then merge.")
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
 @units_app.command("extract")
+@boundary
 def extract_cmd(
     input: Annotated[
         str, typer.Argument(help="A folder of audio (LibriSpeech layout or any), a .tsv manifest or a list.")
@@ -41,56 +38,52 @@ def extract_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Write this shard's units, one JSON line per input file; rerun after an interruption to finish it."""
-    try:
-        from vqaudio.tokenizer import load
-        from vqaudio.units.extract import extract, list_inputs, parse_shard, shard_from_env
+    from vqaudio.tokenizer import load
+    from vqaudio.units.extract import extract, list_inputs, parse_shard, shard_from_env
 
-        which = parse_shard(shard) if shard is not None else shard_from_env()
-        items = list_inputs(input)
-        tok = load(model)
-        mine = len(items[which.index :: which.count])
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    which = parse_shard(shard) if shard is not None else shard_from_env()
+    items = list_inputs(input)
+    tok = load(model)
+    mine = len(items[which.index :: which.count])
+    bar = None
+    if progress:
+        from tqdm import tqdm
 
-            bar = tqdm(total=mine, unit="file", desc=which.name, dynamic_ncols=True)
-        hours = 0.0
+        bar = tqdm(total=mine, unit="file", desc=which.name, dynamic_ncols=True)
+    hours = 0.0
 
-        def advance(files: int, seconds: float) -> None:
-            nonlocal hours
-            hours += seconds / 3600
-            if bar is not None:
-                bar.update(files)
-                bar.set_postfix(audio_h=f"{hours:.2f}")
-
-        path = extract(
-            tok, items, out_dir, shard=which, codebook=codebook, dedup=dedup, batch_size=batch_size, progress=advance
-        )
+    def advance(files: int, seconds: float) -> None:
+        nonlocal hours
+        hours += seconds / 3600
         if bar is not None:
-            bar.close()
-        typer.echo(f"{path}: {mine} files")
-    except VQAudioError as e:
-        _fail(str(e))
+            bar.update(files)
+            bar.set_postfix(audio_h=f"{hours:.2f}")
+
+    path = extract(
+        tok, items, out_dir, shard=which, codebook=codebook, dedup=dedup, batch_size=batch_size, progress=advance
+    )
+    if bar is not None:
+        bar.close()
+    typer.echo(f"{path}: {mine} files")
 
 
 @units_app.command("merge")
+@boundary
 def merge_cmd(
     out_dir: Annotated[Path, typer.Argument(help="The --out-dir of the finished shards.")],
 ) -> None:
     """Join the finished shards into units.jsonl (input order) and errors.tsv (the skipped files)."""
-    try:
-        from vqaudio.units.extract import merge
+    from vqaudio.units.extract import merge
 
-        path, ok, bad = merge(out_dir)
-        typer.echo(f"{path}: {ok} files; {bad} skipped (errors.tsv)")
-    except VQAudioError as e:
-        _fail(str(e))
+    path, ok, bad = merge(out_dir)
+    typer.echo(f"{path}: {ok} files; {bad} skipped (errors.tsv)")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(units_app, name="units")
 
     @app.command()
+    @boundary
     def convert(
         input: Annotated[Path, typer.Argument(help="Speech to convert.")],
         output: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac).")],
@@ -100,18 +93,15 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
     ) -> None:
         """Voice conversion: INPUT's units, decoded in the voice of --voice."""
-        try:
-            from vqaudio.tokenizer import load
+        from vqaudio.tokenizer import load
 
-            for src in (input, voice):
-                if output.resolve() == src.resolve():
-                    raise VQAudioError(f"output {output} would overwrite an input; choose another name")
-            if output.exists() and not force:
-                raise VQAudioError(f"{output} exists; pass --force to overwrite it")
-            tok = load(model)
-            speaker = tok.speaker_embedding(voice)
-            enc = tok.encode(input)
-            seconds = tok.decode_to_file(enc, output, vocoder=vocoder, overwrite=force, speaker=speaker)
-            typer.echo(f"{input} -> {output} ({seconds:.2f} s) in the voice of {voice}")
-        except VQAudioError as e:
-            _fail(str(e))
+        for src in (input, voice):
+            if output.resolve() == src.resolve():
+                raise VQAudioError(f"output {output} would overwrite an input; choose another name")
+        if output.exists() and not force:
+            raise VQAudioError(f"{output} exists; pass --force to overwrite it")
+        tok = load(model)
+        speaker = tok.speaker_embedding(voice)
+        enc = tok.encode(input)
+        seconds = tok.decode_to_file(enc, output, vocoder=vocoder, overwrite=force, speaker=speaker)
+        typer.echo(f"{input} -> {output} ({seconds:.2f} s) in the voice of {voice}")
