@@ -302,3 +302,34 @@ def test_quality_benchmark_takes_a_beam(tiny_model_dir: Path) -> None:
     for bad in ("~beam0", "~beam", "~plain~beam4"):
         with pytest.raises(VQAudioError, match="expected vqaudio"):
             _vqaudio_system(f"vqaudio:{tiny_model_dir}@3{bad}")
+
+
+def test_units_speaker_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Two digits said by two synthetic speakers: the scores are fractions and the table names each system."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("units_speaker", BENCHMARKS / "units_speaker.py")
+    assert spec is not None and spec.loader is not None
+    bench = module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.edit_distance([1, 2, 3], [1, 3]) == 1 and bench.dedup([4, 4, 5, 4]) == [4, 5, 4]
+    # Units that spell each digit the same for both speakers: digits found, speakers at chance (ties: first).
+    units = [[1, 2, 3], [1, 2, 3], [7, 8, 9], [7, 8, 9]]
+    assert bench.score(units, ["0", "0", "1", "1"], ["a", "b", "a", "b"], 10) == (1.0, 0.5)
+    # Units that carry the speaker (a speaker-specific unit in every sequence) give the speaker away.
+    units = [[1, 2, 5], [1, 2, 6], [7, 8, 5], [7, 8, 6]]
+    assert bench.score(units, ["0", "0", "1", "1"], ["a", "b", "a", "b"], 10) == (1.0, 1.0)
+    fsdd = tmp_path / "fsdd"
+    fsdd.mkdir()
+    for digit in ("0", "1"):
+        for s, speaker in enumerate(("ann", "bob")):
+            for n in range(2):
+                f0 = 100 + 60 * s + 25 * int(digit)
+                sf.write(fsdd / f"{digit}_{speaker}_{n}.wav", speech_like(0.4, 8000, f0=f0, seed=n), 8000)
+    out = tmp_path / "units.md"
+    cmd = [sys.executable, str(BENCHMARKS / "units_speaker.py"), "--fsdd", str(fsdd), "--per-digit", "2"]
+    done = subprocess.run([*cmd, "--systems", f"{tiny_model_dir}:1", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = next(line for line in out.read_text().splitlines() if line.startswith(f"| {tiny_model_dir}:1"))
+    rate, digit, speaker = (float(c) for c in row.split("|")[2:5])
+    assert rate > 0 and 0 <= digit <= 1 and 0 <= speaker <= 1

@@ -253,7 +253,9 @@ def resynth(
     _refuse_existing(output, force)
     tok = load(model, decode_precision=precision.value, postfilter=postfilter, beam=beam)
     enc = tok.encode(input, n_codebooks=n_codebooks)
-    tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
+    # A speaker-conditioned model speaks the input's units in the input's own voice.
+    speaker = tok.speaker_embedding(input) if tok.conditional else None
+    tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force, speaker=speaker)
     typer.echo(
         f"{input} -> {output}: {enc.num_frames} frames x {enc.num_codebooks} codebooks "
         f"({enc.bitrate / 1000:.2f} kbps), vocoder {vocoder.value if vocoder else tok.default_vocoder or 'none'}"

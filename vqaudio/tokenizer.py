@@ -639,5 +639,8 @@ class Tokenizer:
         n_codebooks: int | None = None,
         vocoder: str | None = None,
     ) -> AudioData:
-        """Encode then decode: what a listener hears after the codec."""
-        return self.decode(self.encode(audio, sample_rate, n_codebooks=n_codebooks), vocoder=vocoder)
+        """Encode then decode: what a listener hears after the codec. A speaker-conditioned model decodes in
+        the input's own voice (its embedding computed from the input itself)."""
+        speaker = self.speaker_embedding(audio, sample_rate) if self.conditional else None
+        enc = self.encode(audio, sample_rate, n_codebooks=n_codebooks)
+        return self.decode(enc, vocoder=vocoder, speaker=speaker)
