@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         _check_held_out(args.held_out)
-        # Greedy codes: the figures in recipes/librispeech/RESULTS.md were measured on them.
+        # Greedy codes: the figures in recipes/librispeech/experiments/log.md were measured on them.
         tok = vqaudio.load(args.model, beam=1)
         files = _read_list(args.list, args.root)[: args.limit]
         k = args.n_codebooks or tok.num_codebooks

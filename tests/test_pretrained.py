@@ -29,7 +29,7 @@ def test_default_model_is_speech_16k_at_1_5_kbps(tok: vqaudio.Tokenizer) -> None
     assert tok.bitrate(1) == 500 and tok.bitrate(tok.num_codebooks) == 3000
     assert set(tok.vocoders) == {"learned", "griffin-lim", "hybrid"}
     # Named by the card (on training utterances it leads the learned vocoder in PESQ-WB, recipes/librispeech/
-    # RESULTS.md, stage 4i), not left to the fallback, which would pick the learned vocoder.
+    # experiments/log.md, stage 4i), not left to the fallback, which would pick the learned vocoder.
     assert tok.loaded.card["default_vocoder"] == "hybrid" == tok.default_vocoder
     # Codes come from a beam search by default (docs/results.md scores it against greedy).
     assert tok.loaded.card["default_beam"] == 8 == tok.default_beam == tok.beam
@@ -84,7 +84,7 @@ def test_music_model_keeps_what_the_speech_model_drops() -> None:
     """music-24k codes 24 kHz audio with its top octave: on a bright chord its output keeps the faint upper
     harmonics above 9 kHz. speech-16k stops at 8 kHz, so its plain output is further from the original in 24 kHz
     log-mel distance. (Its post-filter, which raises the chord's peaks below 8 kHz, brings it closer on this
-    clip: recipes/librispeech/RESULTS.md.)"""
+    clip: recipes/librispeech/experiments/log.md.)"""
     x = _bright_chord(3.0, 24000)
     music = vqaudio.load("music-24k")
     assert music.sample_rate == 24000 and music.default_codebooks == 4 and music.bitrate() == 2000

@@ -527,8 +527,8 @@ def test_smaller_encoder_distilled_into_a_finished_codec(corpus: Path, tmp_path:
     "conf", sorted(RECIPES.glob("*/conf/*.toml")), ids=lambda p: f"{p.parent.parent.name}/{p.name}"
 )
 def test_every_recipe_config_builds_a_working_model(conf: Path) -> None:
-    """Configs kept for the record (tried-and-not-adopted runs in RESULTS.md) must still load and run, so their
-    commands stay reproducible as the code moves on."""
+    """Configs kept for the record (tried-and-not-adopted runs, recipes/librispeech/experiments/log.md) must still
+    load and run, so their commands stay reproducible as the code moves on."""
     from vqaudio.models.builders import build_codec, build_vocoder
 
     cfg = load_config(conf)
