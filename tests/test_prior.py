@@ -83,6 +83,30 @@ def test_integer_engine_follows_the_float_network() -> None:
     assert worst < 0.02
 
 
+def test_all_frames_at_once_equal_frame_by_frame_exactly() -> None:
+    """Compression computes every frame's logits at once, decompression one frame at a time: integer for integer
+    the same, or a file would not decode."""
+    engine = IntegerPrior(_prior())
+    codes = _codes(SMALL, 33, seed=7).numpy()
+    together = engine.all_logits(codes)
+    state = engine.start()
+    for f in range(codes.shape[1]):
+        for k in range(SMALL.num_codebooks):
+            assert np.array_equal(engine.logits(state, k, codes[:, f]), together[k, f]), (f, k)
+        engine.push(state, codes[:, f])
+
+
+def test_exact_products_fall_back_beyond_float64_integers() -> None:
+    from vqaudio.prior.integer import ExactMatrix
+
+    w = np.array([[3, -2], [1, 5]], dtype=np.int64)
+    m = ExactMatrix(w)
+    small = np.array([7, -4], dtype=np.int64)
+    assert np.array_equal(m.times(small), small @ w)
+    huge = np.array([1 << 60, 3], dtype=np.int64) // 4  # products beyond 2**53: float64 would round them
+    assert np.array_equal(m.times(huge), huge @ w)
+
+
 def test_exp_table_is_exact_and_decreasing() -> None:
     table = exp_table()
     assert table[0] == 1 << FREQ_BITS and table[-1] >= 1
@@ -241,6 +265,15 @@ def test_cli_compress_decompress_generate(trained: Path, tmp_path: Path) -> None
         result = runner.invoke(app, args)
         assert result.exit_code == 1 and result.output.count("\n") == 1 and "error:" in result.output, args
     assert vqz.read_bytes() == before
+    # export-prior puts a run's prior beside its codec, and refuses to replace one without --force.
+    target = tmp_path / "model"
+    import shutil
+
+    shutil.copytree(trained, target)
+    assert runner.invoke(app, ["export-prior", str(trained.parent / "run"), "--into", str(target)]).exit_code == 1
+    result = runner.invoke(app, ["export-prior", str(trained.parent / "run"), "--into", str(target), "--force"])
+    assert result.exit_code == 0, result.output
+    assert (target / "prior.safetensors").read_bytes() == (trained / "prior.safetensors").read_bytes()
     gen = tmp_path / "gen"
     args = ["generate", "-o", str(gen), "-n", "2", "--seconds", "0.4", "-m", str(trained), "--tokens", "--seed", "3"]
     assert runner.invoke(app, args).exit_code == 0

@@ -464,6 +464,19 @@ def export(
     typer.echo(f"released {name} -> {path}")
 
 
+@app.command("export-prior")
+@boundary
+def export_prior_cmd(
+    run: Annotated[Path, typer.Argument(help="A prior training run (its model, else its latest checkpoint).")],
+    into: Annotated[Path, typer.Option("--into", help="The folder of the codec it models (prior.* go there).")],
+    force: ForceOpt = False,
+) -> None:
+    """Put a trained token prior beside its codec (prior.json + prior.safetensors)."""
+    from vqaudio.training.export import export_prior
+
+    typer.echo(f"prior written to {export_prior(run, into, overwrite=force)}")
+
+
 @app.command("plot-log")
 @boundary
 def plot_log(

@@ -27,7 +27,7 @@ import numpy as np
 
 from vqaudio.atomic import write_atomic
 from vqaudio.errors import TokenFileError, VQAudioError
-from vqaudio.prior.integer import IntegerPrior
+from vqaudio.prior.integer import IntegerPrior, frequencies
 from vqaudio.prior.io import PriorCard
 from vqaudio.tokenfile import TokenFile, TokenHeader
 from vqaudio.tokenizer import Encoded, Tokenizer
@@ -55,21 +55,23 @@ def _categorical() -> Any:
 
 
 def encode_codes(codes: np.ndarray, prior: IntegerPrior) -> np.ndarray:
-    """Codes ``[K, F]`` (``K`` = the prior's codebooks) -> range-coded ``uint32`` words."""
+    """Codes ``[K, F]`` (``K`` = the prior's codebooks) -> range-coded ``uint32`` words.
+
+    The probabilities of all frames are computed at once (:meth:`IntegerPrior.all_logits`, exactly those the
+    frame-by-frame decoder computes) and the symbols coded in the decoder's order: frame by frame, and within
+    a frame codebook by codebook.
+    """
     import constriction
 
     k_total = prior.config.num_codebooks
     if codes.ndim != 2 or codes.shape[0] != k_total:
         raise VQAudioError(f"the prior codes {k_total} codebooks; these codes have {codes.shape[0]}")
-    model = _categorical()
     encoder = constriction.stream.queue.RangeEncoder()
-    state = prior.start()
-    for f in range(codes.shape[1]):
-        frame = codes[:, f]
-        for k in range(k_total):
-            freqs = prior.frame_freqs(state, k, frame)
-            encoder.encode(frame[k : k + 1].astype(np.int32), model, freqs[None].astype(np.float64))
-        prior.push(state, frame)
+    if codes.shape[1]:
+        freqs = frequencies(prior.all_logits(codes))  # [K, F, V]
+        order = freqs.transpose(1, 0, 2).reshape(-1, freqs.shape[-1]).astype(np.float64)  # frame-major
+        symbols = np.ascontiguousarray(codes.T.reshape(-1), dtype=np.int32)
+        encoder.encode(symbols, _categorical(), order)
     return np.asarray(encoder.get_compressed(), dtype=np.uint32)
 
 

@@ -249,3 +249,44 @@ def _stage_lines(record: dict[str, Any]) -> list[str]:
         lines.append(f"encoder distilled from {config['teacher']}")
     # Markdown joins adjacent lines into one paragraph; a trailing backslash keeps them apart.
     return [line + "\\" for line in lines[:-1]] + lines[-1:]
+
+
+def export_prior(run_dir: str | Path, model_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Put the token prior of a prior run (its finished ``model`` or its latest checkpoint) into the folder of
+    the codec it models, as ``prior.json`` + ``prior.safetensors``; returns the JSON's path.
+
+    The codec in ``model_dir`` must be the one the run trained on (same name and codes checksum)."""
+    from vqaudio.models.base import CODES_VERSION
+    from vqaudio.prior.io import PRIOR_CONFIG, has_prior, load_prior, save_prior
+    from vqaudio.prior.model import TokenPrior
+    from vqaudio.tokenfile import code_search_id
+    from vqaudio.tokenizer import load
+
+    run, target = Path(run_dir), Path(model_dir)
+    if has_prior(target) and not overwrite:
+        raise VQAudioError(f"{target / PRIOR_CONFIG} exists; pass --force to replace it")
+    tok = load(target)
+    if has_prior(run / "model"):
+        model, card = load_prior(run / "model")
+        name, meta = card.name, card.card
+    else:
+        state = load_checkpoint(run / CHECKPOINT)
+        try:
+            config = from_dict(TrainConfig, json.loads(state["config"]), str(run / CHECKPOINT))
+        except (KeyError, TypeError, json.JSONDecodeError):
+            raise ModelError(f"{run / CHECKPOINT}: not a vqaudio training checkpoint") from None
+        if config.task != "prior":
+            raise VQAudioError(f"{run}: a {config.task} run, not a prior run")
+        model = TokenPrior(config.prior)
+        model.load_state_dict(state["model"])
+        name = config.name
+        meta = {"training": {"steps": int(state["step"]), "config": json.loads(state["config"])}}
+    return save_prior(
+        target,
+        model.eval(),
+        name=name,
+        codec=tok.name,
+        codes_checksum=tok.codes_checksum,
+        code_search=code_search_id(tok.default_beam, CODES_VERSION),
+        card=meta,
+    )
