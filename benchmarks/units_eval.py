@@ -1,0 +1,187 @@
+"""Units on held-out speakers: their statistics, how much of the speaker they carry, and voice conversion.
+
+    python benchmarks/units_eval.py --list ../shared/data/speech/dev.list --root ../shared/data \\
+        --systems units-16k speech-16k:0 --convert units-16k --out /tmp/units-eval.md
+
+The held-out speakers are the LibriSpeech readers of the list (``.../<speaker>/<chapter>/<utt>.flac``; none of
+them is in the training data). Most have one long utterance, so every measure splits recordings, not
+speakers:
+
+    statistics      entries used, unit entropy (bits/unit), units/s and the bitrate before and after merging
+                    repeats (dedup), over all files
+    speaker ID      the utterances cut into SEGMENT-second segments, each described by its unit histogram; a
+                    multinomial logistic regression is fitted on a random half of each speaker's segments and
+                    scored on the other half; mean and spread over seeds, against chance (1 / speakers). Lower
+                    is better for units meant to carry the words, not the voice
+    conversion      (``--convert MODEL``) pairs of different speakers: the source's utterance spoken in the
+                    voice of the first half of the target's utterance; an independent speaker-verification
+                    model (resemblyzer's, ``pip install webrtcvad-wheels`` then ``pip install --no-deps
+                    resemblyzer``) embeds the result, the *second* half of the target's utterance and the second
+                    half of the source's: the cosine to each, and the share of pairs closer to the target
+
+A system is ``MODEL`` (its codebook 0) or ``MODEL:K`` (codebook K).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SEGMENT = 2.0
+
+
+def speaker_of(path: Path) -> str | None:
+    """The LibriSpeech reader id of ``.../<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac``, else None."""
+    parts = path.stem.split("-")
+    return parts[0] if len(parts) == 3 and parts[0] == path.parent.parent.name else None
+
+
+def speaker_id_accuracy(features: np.ndarray, labels: np.ndarray, seed: int, steps: int = 300) -> float:
+    """Fit softmax regression (L2 1e-3) on a random half of each speaker's segments, score on the rest."""
+    rng = np.random.default_rng(seed)
+    train = np.zeros(len(labels), dtype=bool)
+    for s in np.unique(labels):
+        idx = np.flatnonzero(labels == s)
+        rng.shuffle(idx)
+        train[idx[: max(1, len(idx) // 2)]] = True
+    x = torch.tensor(features, dtype=torch.float64)
+    y = torch.tensor(labels)
+    w = torch.zeros(x.shape[1], int(labels.max()) + 1, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(int(labels.max()) + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+    mask = torch.from_numpy(train)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x[mask] @ w + b, y[mask]) + 1e-3 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (x[~mask] @ w + b).argmax(1)
+    return float((pred == y[~mask]).double().mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--list", type=Path, required=True)
+    parser.add_argument("--root", type=Path, default=Path("."))
+    parser.add_argument("--systems", nargs="+", default=["units-16k", "speech-16k:0"])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--convert", help="a speaker-conditioned model to judge voice conversion with")
+    parser.add_argument("--pairs", type=int, default=60)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    import vqaudio
+
+    paths = [args.root / line.strip() for line in args.list.read_text().splitlines() if line.strip()]
+    files = [(p, s) for p in paths if (s := speaker_of(p)) is not None]
+    speakers = sorted({s for _, s in files})
+    label = {s: i for i, s in enumerate(speakers)}
+    if len(speakers) < 2:
+        print("error: the list names fewer than two LibriSpeech readers", file=sys.stderr)
+        return 1
+    out = [
+        f"{len(files)} utterances of {len(speakers)} held-out LibriSpeech readers; segments of {SEGMENT:g} s; "
+        f"speaker ID chance {1 / len(speakers):.3f}",
+        "",
+        "| system | entries used | entropy, bits/unit | units/s | kbps | units/s after dedup | kbps after dedup "
+        "| speaker ID from unit histograms (mean ± sd over seeds) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for system in args.systems:
+        model, _, book = system.partition(":")
+        tok = vqaudio.load(model)
+        k = int(book or 0)
+        size = tok.codebook_size
+        per_segment = max(1, round(SEGMENT * tok.frame_rate))
+        all_units: list[int] = []
+        deduped = 0
+        seconds = 0.0
+        feats, labels = [], []
+        for path, speaker in files:
+            enc = tok.encode(path, n_codebooks=k + 1)
+            units = enc.codes[k].numpy()
+            all_units += units.tolist()
+            deduped += 1 + int((units[1:] != units[:-1]).sum())
+            seconds += enc.original_length / enc.sample_rate
+            for start in range(0, len(units) - per_segment + 1, per_segment):
+                hist = np.bincount(units[start : start + per_segment], minlength=size).astype(np.float64)
+                feats.append(hist / hist.sum())
+                labels.append(label[speaker])
+        counts = np.bincount(np.array(all_units), minlength=size)
+        p = counts[counts > 0] / counts.sum()
+        entropy = float(-(p * np.log2(p)).sum())
+        accs = [speaker_id_accuracy(np.array(feats), np.array(labels), seed) for seed in range(args.seeds)]
+        bits = math.log2(size)
+        rate, rate_dedup = len(all_units) / seconds, deduped / seconds
+        out.append(
+            f"| {system} | {int((counts > 0).sum())} / {size} | {entropy:.2f} | {rate:.1f} | {rate * bits / 1000:.3f} "
+            f"| {rate_dedup:.1f} | {rate_dedup * bits / 1000:.3f} | {np.mean(accs):.3f} ± {np.std(accs):.3f} |"
+        )
+    if args.convert:
+        out += ["", *convert_rows(args.convert, files, args.pairs)]
+    text = "\n".join(out) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+def convert_rows(model: str, files: list[tuple[Path, str]], n_pairs: int) -> list[str]:
+    """Voice conversion judged by resemblyzer's speaker embeddings (see the module docstring)."""
+    import soxr
+    from resemblyzer import VoiceEncoder, preprocess_wav
+
+    import vqaudio
+    from vqaudio.audio import load_audio
+
+    tok = vqaudio.load(model)
+    judge = VoiceEncoder("cpu", verbose=False)
+    by_speaker: dict[str, Path] = {}
+    for path, speaker in files:
+        by_speaker.setdefault(speaker, path)
+    halves = {}
+    for speaker, path in by_speaker.items():
+        audio = load_audio(path, sample_rate=tok.sample_rate, mono=True).samples[0].numpy()
+        halves[speaker] = (audio[: len(audio) // 2], audio[len(audio) // 2 :])
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        return judge.embed_utterance(preprocess_wav(soxr.resample(x, tok.sample_rate, 16000), source_sr=16000))
+
+    second = {s: embed(h[1]) for s, h in halves.items()}
+    rng = np.random.default_rng(0)
+    names = sorted(halves)
+    pairs = set()
+    while len(pairs) < min(n_pairs, len(names) * (len(names) - 1)):
+        a, b = rng.choice(len(names), 2, replace=False)
+        pairs.add((names[a], names[b]))
+    to_target, to_source, closer = [], [], 0
+    for source, target in sorted(pairs):
+        speaker = tok.speaker_embedding(halves[target][0], tok.sample_rate)
+        enc = tok.encode(halves[source][1], tok.sample_rate)
+        converted = tok.decode(enc, speaker=speaker).samples[0].numpy()
+        e = embed(converted)
+        t, s = float(e @ second[target]), float(e @ second[source])
+        to_target.append(t)
+        to_source.append(s)
+        closer += t > s
+    baseline = [float(second[a] @ second[b]) for a, b in sorted(pairs)]
+    return [
+        f"Voice conversion with {model}: {len(pairs)} source/target pairs of different readers (resemblyzer cosine)",
+        "",
+        "| converted to target | converted to source | two different readers | pairs closer to the target |",
+        "|---:|---:|---:|---:|",
+        f"| {np.mean(to_target):.3f} | {np.mean(to_source):.3f} | {np.mean(baseline):.3f} | "
+        f"{closer}/{len(pairs)} ({100 * closer / len(pairs):.0f} %) |",
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
