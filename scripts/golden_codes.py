@@ -7,7 +7,9 @@ For each shipped model: greedy search (beam 1) and the card's default beam, each
 default count and all codebooks (the settings the model card lists). Each fixture also records the machine
 that made it (CPU model and instruction-set flags, torch version): tests/test_golden_codes.py compares exactly
 there and asks for at least 99.5 % equal codes on other CPUs, where float32 near-ties may flip a code.
-Rewrite the fixtures only on purpose: with a new release of a model, or a bump of CODES_VERSION.
+A model that ships a token prior also gets ``<model>.vqz``: the default-setting codes compressed with it,
+which tests/test_golden_codes.py decompresses (exactly, on any CPU) and compresses again (the same bytes).
+Rewrite the fixtures only on purpose: with a new release of a model or its prior, or a bump of CODES_VERSION.
 """
 
 from __future__ import annotations
@@ -62,6 +64,18 @@ def golden(name: str) -> dict[str, np.ndarray]:
     return out
 
 
+def golden_vqz(name: str) -> bytes | None:
+    """The ``.vqz`` bytes of the clip at the model's default settings, or None if it ships no prior."""
+    import vqaudio
+    from vqaudio.compress import compress_tokens, to_bytes
+    from vqaudio.prior.io import has_prior
+
+    tok = vqaudio.load(name)
+    if tok.loaded.path is None or not has_prior(tok.loaded.path):
+        return None
+    return to_bytes(compress_tokens(tok, tok.encode(CLIP)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare with the fixtures instead of writing them")
@@ -82,6 +96,10 @@ def main() -> int:
             FIXTURES.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(path, machine=np.array(machine_id()), **codes)
             print(f"wrote {path.relative_to(ROOT)}: {', '.join(codes)}")
+            vqz = golden_vqz(name)
+            if vqz is not None:
+                (FIXTURES / f"{name}.vqz").write_bytes(vqz)
+                print(f"wrote {(FIXTURES / f'{name}.vqz').relative_to(ROOT)}")
     return 0
 
 

@@ -87,3 +87,19 @@ def test_malformed_code_search_is_refused(bad: object) -> None:
     header = tok.encode(np.zeros(1600, np.float32), 16000, n_codebooks=1).header().to_json()
     with pytest.raises(TokenFileError, match="code_search"):
         TokenHeader.from_json({**header, "code_search": bad})
+
+
+def test_golden_vqz_decodes_exactly_and_recompresses_to_the_same_bytes() -> None:
+    """A .vqz made on the fixture's machine decodes here to exactly its codes: the prior's arithmetic is exact
+    integer arithmetic, the same on every CPU. Compressing those codes again gives the same bytes."""
+    from vqaudio.compress import compress_tokens, decompress_tokens, from_bytes, to_bytes
+
+    fixtures = ROOT / "tests" / "fixtures" / "golden_codes"
+    data = (fixtures / "speech-16k.vqz").read_bytes()  # speech-16k ships a prior, so its fixture must exist
+    tok = vqaudio.load("speech-16k")
+    tokens = decompress_tokens(tok, from_bytes(data, "speech-16k.vqz"))
+    with np.load(fixtures / "speech-16k.npz") as stored:
+        expected = stored[f"beam{tok.default_beam}_k{tok.default_codebooks}"]
+    assert np.array_equal(tokens.codes, expected)
+    assert to_bytes(compress_tokens(tok, tokens)) == data
+    assert 4 * from_bytes(data, "v").words.size < expected.size * 10 / 8  # a payload below the fixed-width one

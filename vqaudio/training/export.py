@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from vqaudio.atomic import write_atomic
 from vqaudio.audio import load_audio
 from vqaudio.config import from_dict
 from vqaudio.data.manifest import read_manifest
@@ -281,7 +282,7 @@ def export_prior(run_dir: str | Path, model_dir: str | Path, *, overwrite: bool 
         model.load_state_dict(state["model"])
         name = config.name
         meta = {"training": {"steps": int(state["step"]), "config": json.loads(state["config"])}}
-    return save_prior(
+    path = save_prior(
         target,
         model.eval(),
         name=name,
@@ -290,3 +291,33 @@ def export_prior(run_dir: str | Path, model_dir: str | Path, *, overwrite: bool 
         code_search=code_search_id(tok.default_beam, CODES_VERSION),
         card=meta,
     )
+    _card_prior_section(target / "README.md", name, model, meta)
+    return path
+
+
+PRIOR_SECTION = "## Token prior"
+
+
+def _card_prior_section(readme: Path, name: str, model: Any, meta: dict[str, Any]) -> None:
+    """Add (or replace) the model card's section on the prior, which `vqaudio generate`/`compress` use."""
+    if not readme.is_file():
+        return
+    c = model.config
+    steps = meta.get("training", {}).get("steps", "unknown")
+    section = (
+        f"{PRIOR_SECTION}\n\n`prior.json` + `prior.safetensors` ({name}): an autoregressive prior over the first "
+        f"{c.num_codebooks} codebooks' codes as tokenize makes them by default, a causal dilated convolution stack "
+        f"(width {c.dim}, receptive field {c.receptive_field} frames) with a depth-wise head per codebook, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters stored in float16, trained {steps} "
+        "steps on the codes of the training audio above (recipes/librispeech/conf/prior16k.toml). It is what "
+        "`vqaudio generate` samples from and `vqaudio compress` codes with (docs/prior.md; measured in "
+        "docs/results.md).\n"
+    )
+    text = readme.read_text()
+    if PRIOR_SECTION in text:
+        head, _, rest = text.partition(PRIOR_SECTION)
+        following = rest.find("\n## ")
+        text = head + section + (rest[following + 1 :] if following >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    write_atomic(readme, text.encode())
