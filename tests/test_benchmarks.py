@@ -80,6 +80,7 @@ def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert "--rate 24000" in report
 
 
+@pytest.mark.slow
 def test_speed_benchmark_times_each_task_and_back_end(tmp_path: Path, tiny_model_dir: Path) -> None:
     clip = tmp_path / "clip.wav"
     sf.write(clip, speech_like(1.0, 16000, f0=120, seed=0), 16000)
@@ -236,6 +237,7 @@ def test_code_entropy_benchmark_runs_on_a_model(tmp_path: Path, tiny_model_dir: 
         )
 
 
+@pytest.mark.slow
 def test_postfilter_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     """Every shape filters the same decoded log-mel: a shape that does nothing scores exactly as the plain row."""
     from vqaudio.data.manifest import ManifestEntry, write_manifest

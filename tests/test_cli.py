@@ -41,6 +41,7 @@ COMMANDS = (
     "prepare",
     "export",
     "plot-log",
+    "export-prior",
     "compress",
     "decompress",
     "generate",

@@ -249,6 +249,10 @@ def test_cli_compress_decompress_generate(trained: Path, tmp_path: Path) -> None
 
     assert np.array_equal(load_codes(out).codes, load_codes(vqt).codes)  # exactly what tokenize gives
     assert runner.invoke(app, ["decompress", str(vqz), str(tmp_path / "back.wav"), "-m", str(trained)]).exit_code == 0
+    # The audio of a .vqz is the audio of its token file: decompress changes nothing a listener hears.
+    args = ["detokenize", str(vqt), str(tmp_path / "direct.wav"), "-m", str(trained)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert (tmp_path / "direct.wav").read_bytes() == (tmp_path / "back.wav").read_bytes()
     # A .vqt input compresses to the same file.
     assert runner.invoke(app, ["compress", str(vqt), str(tmp_path / "b.vqz"), "-m", str(trained)]).exit_code == 0
     assert (tmp_path / "b.vqz").read_bytes() == vqz.read_bytes()

@@ -37,6 +37,7 @@ def _music_corpus(root: Path) -> list[str]:
     return ["--dev-subdir", "155"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["librispeech", "music"])
 def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
