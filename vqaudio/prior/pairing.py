@@ -7,7 +7,7 @@ from pathlib import Path
 from vqaudio.errors import ModelError
 from vqaudio.prior.io import PriorCard, has_prior, load_prior
 from vqaudio.prior.model import TokenPrior
-from vqaudio.tokenfile import _parse_code_search
+from vqaudio.tokenfile import parse_code_search
 from vqaudio.tokenizer import CODES_VERSION, Tokenizer
 
 
@@ -26,7 +26,7 @@ def prior_for(tok: Tokenizer, directory: str | Path | None = None) -> tuple[Toke
             f"the prior in {where} models the codes of {card.codec} (codes checksum {card.codes_checksum[:16]}), "
             f"not those of the loaded {tok.name} ({tok.codes_checksum[:16]})"
         )
-    search = _parse_code_search(card.code_search)
+    search = parse_code_search(card.code_search)
     if search is None or search[0] != CODES_VERSION:
         raise ModelError(f"the prior in {where} was trained on codes of another code search ({card.code_search!r})")
     return model, card
