@@ -46,3 +46,10 @@ def test_training_config_loads_without_tomllib(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "debug-16k"
     assert "tomli" in _pyproject() and "python_version < '3.11'" in _pyproject()
+
+
+def test_every_subpackage_is_installed() -> None:
+    """pyproject lists the packages explicitly: a new subpackage left out would be missing from a wheel."""
+    listed = set(re.findall(r'"(vqaudio(?:\.[a-z_]+)*)"', _pyproject().split("packages = [", 1)[1].split("]", 1)[0]))
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vqaudio").rglob("__init__.py")}
+    assert found <= listed, f"not installed: {sorted(found - listed)}"
