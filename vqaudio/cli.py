@@ -294,19 +294,18 @@ def info(
     target: Annotated[str, typer.Argument(help="A token file, a model directory or a shipped model name.")],
 ) -> None:
     """Describe a token file or a model."""
-    from vqaudio.tokenfile import load_codes
+    from vqaudio.tokenfile import bitrate, load_codes
     from vqaudio.tokenizer import load, shipped_models
 
     p = Path(target)
     if p.is_file():
         tf = load_codes(p)
         h = tf.header
-        bits = max(1, (h.codebook_size - 1).bit_length())
         d = {
             "file": str(p),
             **h.to_json(),
             "duration_s": round(h.original_length / h.sample_rate, 3) if h.sample_rate else None,
-            "bitrate_kbps": round(h.frame_rate * h.num_codebooks * bits / 1000, 3),
+            "bitrate_kbps": round(bitrate(h.frame_rate, h.num_codebooks, h.codebook_size) / 1000, 3),
         }
     elif p.is_dir() or target in shipped_models():
         d = _describe_model(load(target))

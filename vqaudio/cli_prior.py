@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Tokenize (or read tokens) and entropy-code the codes with the model's token prior."""
         from vqaudio.compress import coder_for, compress_tokens, write_vqz
-        from vqaudio.tokenfile import FORMATS, load_codes
+        from vqaudio.tokenfile import FORMATS, bitrate, load_codes
         from vqaudio.tokenizer import load
 
         if output.suffix.lower() != ".vqz":
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         write_vqz(output, vqz, overwrite=force)
         h = vqz.header
         seconds = h.original_length / h.sample_rate
-        fixed = h.num_codebooks * h.num_frames * (h.codebook_size - 1).bit_length()
+        fixed = bitrate(h.frame_rate, h.num_codebooks, h.codebook_size) * h.num_frames / h.frame_rate  # bits
         bits = 32 * vqz.words.size
         kbps = bits / seconds / 1000
         typer.echo(

@@ -37,7 +37,7 @@ from vqaudio.models.base import CODES_VERSION
 from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.io import LoadedModel, load_model
 from vqaudio.models.spectral import SpectralVQVAE
-from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible, code_search_id
+from vqaudio.tokenfile import TokenFile, TokenHeader, bitrate, check_compatible, code_search_id
 from vqaudio.vocoders.base import Vocoder
 from vqaudio.vocoders.griffin_lim_vocoder import GriffinLimVocoder, WarmStartGriffinLim
 
@@ -90,7 +90,7 @@ class Encoded:
 
     @property
     def bitrate(self) -> float:
-        return self.frame_rate * self.num_codebooks * math.ceil(math.log2(self.codebook_size))
+        return bitrate(self.frame_rate, self.num_codebooks, self.codebook_size)
 
     def header(self) -> TokenHeader:
         return TokenHeader(

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vqaudio.quantizers.base import BaseQuantizer, QuantizerOutput
+from vqaudio.tokenfile.packing import bitrate
 
 # Version of the arithmetic that turns audio into codes beyond what the weights and settings record: the STFT
 # and mel front end, the encoder's layers and the code search. Bump it when a change can alter a code; token
@@ -80,7 +81,7 @@ class CodecModel(nn.Module, ABC):
     def bitrate(self, n_codebooks: int | None = None) -> float:
         """Bits per second when ``n_codebooks`` (default: all) codebooks are transmitted."""
         k = self.num_codebooks if n_codebooks is None else n_codebooks
-        return self.frame_rate * k * math.ceil(math.log2(self.codebook_size))
+        return bitrate(self.frame_rate, k, self.codebook_size)
 
     def num_frames(self, num_samples: int) -> int:
         return max(1, math.ceil(num_samples / self.hop_length))

@@ -28,7 +28,7 @@ from vqaudio.tokenfile.header import (
     code_search_id,
     parse_code_search,
 )
-from vqaudio.tokenfile.packing import bits_per_code, pack_codes, unpack_codes
+from vqaudio.tokenfile.packing import bitrate, bits_per_code, pack_codes, unpack_codes
 from vqaudio.tokenfile.plain import load_codes, save_codes
 from vqaudio.tokenfile.vqt import read_tokens, write_tokens
 
@@ -41,6 +41,7 @@ __all__ = [
     "TokenFile",
     "TokenHeader",
     "assume_model",
+    "bitrate",
     "bits_per_code",
     "check_compatible",
     "code_search_id",

@@ -23,6 +23,12 @@ def bits_per_code(codebook_size: int) -> int:
     return max(1, (int(codebook_size) - 1).bit_length())
 
 
+def bitrate(frame_rate: float, num_codebooks: int, codebook_size: int) -> float:
+    """Bits per second of fixed-width codes: every frame stores ``num_codebooks`` codes of
+    :func:`bits_per_code` bits. The one bitrate formula of the package (models, token files, the CLI)."""
+    return float(frame_rate) * num_codebooks * bits_per_code(codebook_size)
+
+
 def _check_bits(bits: int) -> None:
     if not 1 <= bits <= _MAX_BITS:
         raise ValueError(f"bits must be between 1 and {_MAX_BITS}, got {bits}")
