@@ -232,6 +232,16 @@ def test_compress_api_gives_back_the_tokenize_codes(trained: Path) -> None:
     assert np.array_equal(back.codes, enc.codes.numpy()) and back.header == enc.header()
     with pytest.raises(VQAudioError, match="-k 2"):
         compress_tokens(tok, tok.encode(speech_like(0.5), 16000, n_codebooks=1))
+    # A .vqz coded with another prior (other weights) is refused, never decoded into wrong codes.
+    import dataclasses
+
+    other = dataclasses.replace(vqz, prior_checksum="f" * 64)
+    with pytest.raises(TokenFileError, match="coded with prior"):
+        decompress_tokens(tok, from_bytes(to_bytes(other), "o.vqz"), "o.vqz")
+    # ... and so is one made by another model's codes.
+    foreign = dataclasses.replace(vqz, header=dataclasses.replace(vqz.header, model_id="speech-16k"))
+    with pytest.raises(TokenFileError, match="not tiny"):
+        decompress_tokens(tok, from_bytes(to_bytes(foreign), "f.vqz"), "f.vqz")
 
 
 def test_cli_compress_decompress_generate(trained: Path, tmp_path: Path) -> None:
