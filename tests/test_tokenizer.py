@@ -713,3 +713,27 @@ def test_quantizer_searches_in_float32_under_autocast(spectral: Tokenizer) -> No
             decoded = rvq.decode(got)
     assert torch.equal(got, expected)
     assert decoded.dtype == torch.float32
+
+
+def test_iter_encode_streams_the_codes_of_a_whole_pass(family_dir: Path) -> None:
+    """Blocks of any size in, codes out window by window, before the stream ends; together they are encode's."""
+    tok = Tokenizer(load_model(family_dir), window_seconds=0.3)
+    x = torch.from_numpy(speech_like(1.9, seed=3))
+    sizes = [1, 500, 3333, 160, 7000, 12000, x.numel()]
+    blocks, start = [], 0
+    for size in sizes:
+        blocks.append(x[start : start + size])
+        start += size
+    fed: list[int] = []
+
+    def feed() -> Iterator[torch.Tensor]:
+        for b in blocks:
+            fed.append(b.numel())
+            yield b
+
+    pieces = []
+    for piece in tok.iter_encode(feed(), n_codebooks=2):
+        pieces.append((piece, sum(fed)))
+    assert torch.equal(torch.cat([p for p, _ in pieces], dim=1), tok.encode(x, SR, n_codebooks=2).codes)
+    assert pieces[0][1] < x.numel()  # the first codes came out before the audio had all arrived
+    assert tok.encode_lookahead > 0

@@ -347,16 +347,18 @@ class Tokenizer:
         off = f0 - s0 // hop
         return codes[:, off : off + f1 - f0]
 
-    def _encode_blocks(self, blocks: Iterable[torch.Tensor], n: int) -> tuple[torch.Tensor, int]:
+    def _iter_windows(self, blocks: Iterable[torch.Tensor], n: int, seen: list[int]) -> Iterator[torch.Tensor]:
+        """Codes ``[K, f_i]`` of successive windows as soon as the audio after each (its context) has arrived;
+        ``seen[0]`` counts the samples read."""
         hop, c, w = self.model.hop_length, self._encode_context(), self.window_frames
         buf = torch.zeros(0)
         buf_start = total = next_frame = 0
-        pieces: list[torch.Tensor] = []
         for block in blocks:
             buf = torch.cat([buf, block.float()])
             total += block.numel()
+            seen[0] = total
             while total >= (next_frame + w + c) * hop:
-                pieces.append(self._encode_window(buf, buf_start, next_frame, next_frame + w, total, n))
+                yield self._encode_window(buf, buf_start, next_frame, next_frame + w, total, n)
                 next_frame += w
                 keep = max(0, (next_frame - c) * hop)
                 buf, buf_start = buf[keep - buf_start :], keep
@@ -365,9 +367,27 @@ class Tokenizer:
         n_frames = self.model.num_frames(total)
         while next_frame < n_frames:
             f1 = min(next_frame + w, n_frames)
-            pieces.append(self._encode_window(buf, buf_start, next_frame, f1, total, n))
+            yield self._encode_window(buf, buf_start, next_frame, f1, total, n)
             next_frame = f1
-        return torch.cat(pieces, dim=1), total
+
+    def _encode_blocks(self, blocks: Iterable[torch.Tensor], n: int) -> tuple[torch.Tensor, int]:
+        seen = [0]
+        pieces = list(self._iter_windows(blocks, n, seen))
+        return torch.cat(pieces, dim=1), seen[0]
+
+    @property
+    def encode_lookahead(self) -> int:
+        """Samples of audio past a window's last frame that :meth:`iter_encode` waits for before yielding its
+        codes: the encoder's context (``docs/concepts.md``, streaming)."""
+        return self._encode_context() * self.model.hop_length
+
+    def iter_encode(self, blocks: Iterable[torch.Tensor], *, n_codebooks: int | None = None) -> Iterator[torch.Tensor]:
+        """Streaming encode: mono blocks ``[T_i]`` at the model's rate in, codes ``[K, f_j]`` out as soon as each
+        window's audio and its context (:attr:`encode_lookahead`) have arrived. Concatenated, the yielded codes
+        equal :meth:`encode`'s for the same audio, whatever the block sizes."""
+        n = self._n(n_codebooks)
+        with torch.inference_mode():
+            yield from self._iter_windows(blocks, n, [0])
 
     @torch.inference_mode()
     def encode(self, audio: AudioInput, sample_rate: int | None = None, *, n_codebooks: int | None = None) -> Encoded:
