@@ -151,3 +151,20 @@ def test_cli_convert(trained: Path, tmp_path: Path) -> None:
         app, ["convert", str(src), str(tmp_path / "o.wav"), "--voice", str(voice), "-m", "speech-16k"]
     )
     assert result.exit_code == 1 and "does not take a voice" in result.output
+
+
+def test_windowed_decoding_in_a_voice_equals_a_whole_pass(trained: Path) -> None:
+    from vqaudio.models.io import load_model
+    from vqaudio.tokenizer import Tokenizer
+
+    whole = Tokenizer(load_model(trained), window_seconds=1000.0)
+    windows = Tokenizer(load_model(trained), window_seconds=0.3)
+    x = speech_like(1.7, SR, seed=6)
+    speaker = whole.speaker_embedding(speech_like(1.0, SR, f0=200, seed=7), SR)
+    enc = whole.encode(x, SR)
+    assert torch.equal(enc.codes, windows.encode(x, SR).codes)
+    # Within the bound chunked Griffin-Lim keeps for plain models (test_tokenizer.py, GL_MAX_ABS_DIFF).
+    a = whole.decode(enc, vocoder="griffin-lim", speaker=speaker).samples
+    b = windows.decode(enc, vocoder="griffin-lim", speaker=speaker).samples
+    assert float((a - b).abs().max()) <= 1e-3
+    assert not torch.allclose(a, whole.decode(enc, vocoder="griffin-lim").samples, atol=1e-3)
