@@ -168,3 +168,30 @@ def test_windowed_decoding_in_a_voice_equals_a_whole_pass(trained: Path) -> None
     b = windows.decode(enc, vocoder="griffin-lim", speaker=speaker).samples
     assert float((a - b).abs().max()) <= 1e-3
     assert not torch.allclose(a, whole.decode(enc, vocoder="griffin-lim").samples, atol=1e-3)
+
+
+def test_warp_moves_bands_and_keeps_time() -> None:
+    from vqaudio.models.conditional import warp_mel
+
+    mel = torch.zeros(2, 40, 5)
+    mel[:, 20] = 1.0  # one bright band
+    out = warp_mel(mel, torch.tensor([1.0, 0.8]))
+    assert torch.equal(out[0], mel[0])
+    assert int(out[1, :, 0].argmax()) == 25  # band 25 reads band 25 * 0.8 = 20: the band moved up
+    assert torch.equal(out[1, :, 0], out[1, :, 4])  # every frame alike: time untouched
+
+
+def test_content_warp_reaches_the_encoder_only(tmp_path: Path) -> None:
+    """With a warp range the encoder sees warped input, so the codes of a training step differ; the target is
+    the true log-mel all the same."""
+    from vqaudio.errors import ConfigError
+
+    model = _conditional().train()
+    audio = torch.from_numpy(speech_like(0.5))[None, None]
+    with torch.no_grad():
+        plain = model(audio)
+        warped = model(audio, warp=torch.tensor([0.85]))
+    assert torch.equal(plain.target, warped.target)
+    assert not torch.equal(plain.latent, warped.latent)
+    with pytest.raises(ConfigError, match="content_warp"):
+        load_config(DEBUG, {"content_warp": [1.2, 1.1]})

@@ -104,11 +104,15 @@ class ConditionalVQVAE(SpectralVQVAE):
         *,
         reference: torch.Tensor | None = None,
         reference_lengths: torch.Tensor | None = None,
+        warp: torch.Tensor | None = None,
     ) -> CodecOutput:
         """As :meth:`SpectralVQVAE.forward`, the decoder told the voice of ``reference`` ``[B, 1, T_ref]`` (by
-        default the model's default speaker)."""
+        default the model's default speaker). ``warp`` ``[B]`` (training) warps the encoder's input along
+        frequency (:func:`warp_mel`) while the target stays as it is: units that must rebuild the true voice
+        from a warped one gain nothing from carrying it, so the voice is left to the reference."""
         mel, mask = self._mel_and_mask(audio, lengths)
-        z, zmask = self.encoder(self.normalize(mel), mask)
+        inp = self.normalize(mel if warp is None else warp_mel(mel, warp))
+        z, zmask = self.encoder(inp, mask)
         q = self.quantizer(z, zmask, n_codebooks)
         speaker = (
             self.decoder.default_speaker.expand(audio.shape[0], -1)
@@ -127,3 +131,16 @@ class ConditionalVQVAE(SpectralVQVAE):
         else:
             out = self.decoder.forward_with(z, speaker.to(z.dtype).expand(z.shape[0], -1))
         return out * self.feature_std + self.feature_mean
+
+
+def warp_mel(mel: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Vocal-tract-length perturbation on log-mel ``[B, n_mels, F]``: band ``m`` of item ``b`` takes the
+    value at band ``m * factors[b]`` (linear interpolation, the top band repeated past the end). Factors above 1
+    move formants and harmonics down, below 1 up; timing is untouched."""
+    n = mel.shape[1]
+    pos = (torch.arange(n, dtype=mel.dtype, device=mel.device)[None] * factors[:, None].to(mel.dtype)).clamp(0, n - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=n - 1)
+    frac = (pos - lo.to(mel.dtype))[..., None]  # [B, n_mels, 1]
+    take = lambda idx: torch.gather(mel, 1, idx[..., None].expand(-1, -1, mel.shape[-1]))  # noqa: E731
+    return take(lo) * (1 - frac) + take(hi) * frac

@@ -141,6 +141,9 @@ class TrainConfig:
     # encoder learns to imitate (``loss.distill``). With its decoder and codebooks taken over and frozen, a
     # smaller encoder learns to pick the teacher's codes from a dense target, not through the quantizer alone.
     teacher: str | None = None
+    # Speaker-conditioned codecs: each item's encoder input is warped along frequency by a factor drawn from
+    # this range (vocal-tract-length perturbation); the target and the voice reference are not.
+    content_warp: tuple[float, float] = (1.0, 1.0)
     # Prior task only: the network over codec_model's codes (which it encodes from the training audio).
     prior: PriorConfig = PriorConfig()
 
@@ -163,6 +166,9 @@ class TrainConfig:
             raise ConfigError("a teacher needs loss.distill > 0")
         if self.teacher is None and self.loss.distill != 0:
             raise ConfigError("loss.distill needs a teacher")
+        low, high = self.content_warp
+        if not 0.5 <= low <= high <= 2.0:
+            raise ConfigError(f"content_warp must be [low, high] with 0.5 <= low <= high <= 2, got {self.content_warp}")
         if self.init_modules and self.init_from is None:
             raise ConfigError("init_modules needs init_from")
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 1:

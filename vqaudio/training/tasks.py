@@ -116,12 +116,17 @@ class CodecTask(Task):
         if batch.reference is None:
             out = model(batch.audio, batch.lengths, n_codebooks)
         else:
+            low, high = self.config.content_warp
+            warp = None
+            if high > low:
+                warp = low + (high - low) * torch.rand(batch.audio.shape[0], generator=self.generator)
             out = model(
                 batch.audio,
                 batch.lengths,
                 n_codebooks,
                 reference=batch.reference,
                 reference_lengths=batch.reference_lengths,
+                warp=warp,
             )
         q = out.quantizer
         metrics = {"perplexity": float(q.perplexity.mean()), "n_codebooks": float(q.codes.shape[1])}
