@@ -96,3 +96,23 @@ def test_music_model_keeps_what_the_speech_model_drops() -> None:
     d_music = mel_distance(x, from_music, 24000)
     d_speech = mel_distance(x, np.pad(speech_24k, (0, x.size - speech_24k.size)), 24000)
     assert d_music < MUSIC_MAX_MEL_DISTANCE and d_music < d_speech
+
+
+def test_units_model_converts_the_example_to_a_second_voice(tmp_path: Path) -> None:
+    """units-16k ships offline: one codebook of units, and `vqaudio convert --voice` on the two example clips."""
+    from typer.testing import CliRunner
+
+    from vqaudio.cli import app
+
+    units = vqaudio.load("units-16k")
+    assert units.conditional and units.num_codebooks == 1 and units.bitrate() <= 500
+    voice = EXAMPLE.parent / "voice2.wav"
+    out = tmp_path / "converted.wav"
+    result = CliRunner().invoke(app, ["convert", str(EXAMPLE), str(out), "--voice", str(voice), "-m", "units-16k"])
+    assert result.exit_code == 0, result.output
+    ref, rate = sf.read(EXAMPLE, dtype="float32")
+    converted, _ = sf.read(out, dtype="float32")
+    assert converted.shape == ref.shape and stoi(ref, converted, rate) > 0.5
+    # The voice moves toward the reference: a different embedding gives different audio from the same units.
+    own = units.resynth(EXAMPLE).samples[0].numpy()
+    assert not np.allclose(own, converted, atol=1e-3)
