@@ -288,6 +288,11 @@ def test_cli_compress_decompress_generate(trained: Path, tmp_path: Path) -> None
     result = runner.invoke(app, ["export-prior", str(trained.parent / "run"), "--into", str(target), "--force"])
     assert result.exit_code == 0, result.output
     assert (target / "prior.safetensors").read_bytes() == (trained / "prior.safetensors").read_bytes()
+    # A prior run is not a codec release: export says which command takes it, in one line.
+    result = runner.invoke(
+        app, ["export", "--codec", str(trained.parent / "run"), "-o", str(tmp_path / "r"), "--name", "r"]
+    )
+    assert result.exit_code == 1 and "export-prior" in result.output
     gen = tmp_path / "gen"
     args = ["generate", "-o", str(gen), "-n", "2", "--seconds", "0.4", "-m", str(trained), "--tokens", "--seed", "3"]
     assert runner.invoke(app, args).exit_code == 0

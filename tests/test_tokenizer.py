@@ -737,3 +737,4 @@ def test_iter_encode_streams_the_codes_of_a_whole_pass(family_dir: Path) -> None
     assert torch.equal(torch.cat([p for p, _ in pieces], dim=1), tok.encode(x, SR, n_codebooks=2).codes)
     assert pieces[0][1] < x.numel()  # the first codes came out before the audio had all arrived
     assert tok.encode_lookahead > 0
+    assert tok.decode_lookahead() >= tok.encode_lookahead  # a back end adds its context to the codec's

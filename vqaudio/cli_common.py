@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -39,3 +40,14 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
         raise AssertionError("unreachable")  # fail() always exits
 
     return run
+
+
+def refuse_output(output: Path, inputs: list[Path], force: bool) -> None:
+    """Refuse an output that is one of the inputs, that exists without ``force``, or whose folder is missing."""
+    for src in inputs:
+        if src.exists() and output.resolve() == src.resolve():
+            raise VQAudioError(f"output {output} would overwrite an input; choose another name")
+    if output.exists() and not force:
+        raise VQAudioError(f"{output} exists; pass --force to overwrite it")
+    if not output.parent.is_dir():
+        raise VQAudioError(f"cannot write {output}: folder {output.parent} does not exist")

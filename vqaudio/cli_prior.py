@@ -11,20 +11,10 @@ from typing import Annotated
 
 import typer
 
-from vqaudio.cli_common import boundary
+from vqaudio.cli_common import boundary, refuse_output
 from vqaudio.errors import VQAudioError
 
 AUDIO_OUT = (".wav", ".flac")
-
-
-def _refuse(output: Path, inputs: list[Path], force: bool) -> None:
-    for src in inputs:
-        if src.exists() and output.resolve() == src.resolve():
-            raise VQAudioError(f"output {output} would overwrite the input; choose another name")
-    if output.exists() and not force:
-        raise VQAudioError(f"{output} exists; pass --force to overwrite it")
-    if not output.parent.is_dir():
-        raise VQAudioError(f"cannot write {output}: folder {output.parent} does not exist")
 
 
 def register(app: typer.Typer) -> None:
@@ -45,15 +35,16 @@ def register(app: typer.Typer) -> None:
 
         if output.suffix.lower() != ".vqz":
             raise VQAudioError(f"{output}: a compressed token file must end in .vqz")
-        _refuse(output, [input], force)
+        refuse_output(output, [input], force)
         if input.suffix.lower().lstrip(".") in FORMATS:
             tokens = load_codes(input)
             tok = load(model or tokens.header.model_id)
             vqz = compress_tokens(tok, tokens)
         else:
             tok = load(model or "speech-16k")
-            prior, _ = coder_for(tok)
-            vqz = compress_tokens(tok, tok.encode(input, n_codebooks=prior.config.num_codebooks))
+            prior, card = coder_for(tok)
+            enc = tok.encode(input, n_codebooks=prior.config.num_codebooks)
+            vqz = compress_tokens(tok, enc, (prior, card))
         write_vqz(output, vqz, overwrite=force)
         h = vqz.header
         seconds = h.original_length / h.sample_rate
@@ -84,7 +75,7 @@ def register(app: typer.Typer) -> None:
         fmt = output.suffix.lower().lstrip(".")
         if fmt not in FORMATS and output.suffix.lower() not in AUDIO_OUT:
             raise VQAudioError(f"{output}: write tokens (.{', .'.join(FORMATS)}) or audio (.wav, .flac)")
-        _refuse(output, [input], force)
+        refuse_output(output, [input], force)
         vqz = read_vqz(input)
         tok = load(model or vqz.header.model_id)
         tokens = decompress_tokens(tok, vqz, str(input))

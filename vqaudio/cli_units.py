@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vqaudio.cli_common import boundary
-from vqaudio.errors import VQAudioError
+from vqaudio.cli_common import boundary, refuse_output
 
 units_app = typer.Typer(help="Discrete units for a corpus: extract (batched, resumable, sharded), then merge.")
 
@@ -95,11 +94,7 @@ def register(app: typer.Typer) -> None:
         """Voice conversion: INPUT's units, decoded in the voice of --voice."""
         from vqaudio.tokenizer import load
 
-        for src in (input, voice):
-            if output.resolve() == src.resolve():
-                raise VQAudioError(f"output {output} would overwrite an input; choose another name")
-        if output.exists() and not force:
-            raise VQAudioError(f"{output} exists; pass --force to overwrite it")
+        refuse_output(output, [input, voice], force)
         tok = load(model)
         speaker = tok.speaker_embedding(voice)
         enc = tok.encode(input)

@@ -180,9 +180,12 @@ def coder_for(tok: Tokenizer) -> tuple[IntegerPrior, PriorCard]:
     return IntegerPrior(model), card
 
 
-def compress_tokens(tok: Tokenizer, tokens: Encoded | TokenFile) -> VqzFile:
-    """Entropy-code ``tokens`` (from ``tok.encode`` or a token file ``tok`` made) with ``tok``'s prior."""
-    prior, card = coder_for(tok)
+def compress_tokens(
+    tok: Tokenizer, tokens: Encoded | TokenFile, coder: tuple[IntegerPrior, PriorCard] | None = None
+) -> VqzFile:
+    """Entropy-code ``tokens`` (from ``tok.encode`` or a token file ``tok`` made) with ``tok``'s prior
+    (``coder``, from :func:`coder_for`, when the caller has it already)."""
+    prior, card = coder or coder_for(tok)
     header = tokens.header() if isinstance(tokens, Encoded) else tokens.header
     tok.check_compatible(header)
     codes = tokens.codes.numpy() if isinstance(tokens, Encoded) else np.asarray(tokens.codes)

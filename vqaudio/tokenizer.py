@@ -143,6 +143,19 @@ def _autocast(dtype: torch.dtype) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
 
 
+def _read_past(stream: Iterator[torch.Tensor], limit: int) -> tuple[list[torch.Tensor], int]:
+    """Whole float blocks from ``stream`` until more than ``limit`` samples are read (or it ends), and how many
+    were read; the rest of ``stream`` is left unread."""
+    head: list[torch.Tensor] = []
+    read = 0
+    for block in stream:
+        head.append(block.float())
+        read += block.numel()
+        if read > limit:
+            break
+    return head, read
+
+
 def _is_beam(value: object) -> TypeGuard[int]:
     """A code search width: a whole number >= 1 (not a bool, which Python counts as an int)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
@@ -381,6 +394,11 @@ class Tokenizer:
         codes: the encoder's context (``docs/concepts.md``, streaming)."""
         return self._encode_context() * self.model.hop_length
 
+    def decode_lookahead(self, vocoder: str | None = None) -> int:
+        """Samples of decoded audio past a window that windowed decoding reads codes for (its context), with
+        back end ``vocoder`` (default: the model's): what makes it equal a whole-file pass."""
+        return self._decode_context(self._vocoder(vocoder)) * self.model.hop_length
+
     def iter_encode(self, blocks: Iterable[torch.Tensor], *, n_codebooks: int | None = None) -> Iterator[torch.Tensor]:
         """Streaming encode: mono blocks ``[T_i]`` at the model's rate in, codes ``[K, f_j]`` out as soon as each
         window's audio and its context (:attr:`encode_lookahead`) have arrived. Concatenated, the yielded codes
@@ -433,13 +451,7 @@ class Tokenizer:
         for i, audio in enumerate(audios):
             blocks, orig_sr, channels = self._prepare(audio, sample_rate)
             stream = iter(blocks)
-            head: list[torch.Tensor] = []
-            read = 0
-            for block in stream:
-                head.append(block.float())
-                read += block.numel()
-                if read > limit:
-                    break
+            head, read = _read_past(stream, limit)
             if read > limit:
                 codes, total = self._encode_blocks(itertools.chain(head, stream), n)
                 out[i] = self._encoded(codes, total, orig_sr, channels)
@@ -559,16 +571,10 @@ class Tokenizer:
             raise VQAudioError(f"{self.name} does not take a voice: only speaker-conditioned models do")
         limit = int(REFERENCE_SECONDS * self.sample_rate)
         blocks, _, _ = self._prepare(audio, sample_rate)
-        head: list[torch.Tensor] = []
-        read = 0
-        for block in blocks:
-            head.append(block.float()[: limit - read])
-            read += head[-1].numel()
-            if read >= limit:
-                break
+        head, read = _read_past(iter(blocks), limit)
         if read == 0:
             raise VQAudioError("the voice reference is empty")
-        return self.model.speaker_embedding(torch.cat(head)[None, None])[0]
+        return self.model.speaker_embedding(torch.cat(head)[:limit][None, None])[0]
 
     def convert(
         self,

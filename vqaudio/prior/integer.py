@@ -125,9 +125,13 @@ class IntegerPrior:
 
     def logits(self, state: PriorState, k: int, frame_codes: np.ndarray) -> np.ndarray:
         """Integer logits ``[V]`` of codebook ``k`` of the coming frame, given its codes ``frame_codes[:k]``."""
-        z = self._context(state).copy()
+        return self._head(self._context(state), k, frame_codes)
+
+    def _head(self, context: np.ndarray, k: int, codes: np.ndarray) -> np.ndarray:
+        """Logits ``[..., V]`` of codebook ``k`` from contexts ``[..., D]`` and those frames' codes ``[>=k, ...]``."""
+        z = context.copy()
         for j in range(k):
-            z += self.within_embed[j][int(frame_codes[j])]
+            z += self.within_embed[j][codes[j]]
         a = ((self.hidden_w[k].times(np.maximum(z, 0)) + self.hidden_b[k]) >> W_BITS).clip(min=0)
         return (self.out_w[k].times(a) + self.out_b[k]) >> W_BITS
 
@@ -146,14 +150,7 @@ class IntegerPrior:
             pad = np.concatenate([np.zeros((max(taps), c.dim), dtype=np.int64), r])
             stacked = np.concatenate([pad[max(taps) - back : max(taps) - back + f] for back in taps], axis=1)
             h = h + ((self.conv_w[layer].times(stacked) + self.conv_b[layer]) >> W_BITS)
-        out = np.zeros((c.num_codebooks, f, c.codebook_size), dtype=np.int64)
-        for k in range(c.num_codebooks):
-            z = h.copy()
-            for j in range(k):
-                z += self.within_embed[j][codes[j]]
-            a = ((self.hidden_w[k].times(np.maximum(z, 0)) + self.hidden_b[k]) >> W_BITS).clip(min=0)
-            out[k] = (self.out_w[k].times(a) + self.out_b[k]) >> W_BITS
-        return out
+        return np.stack([self._head(h, k, codes) for k in range(c.num_codebooks)])
 
     def frame_freqs(self, state: PriorState, k: int, frame_codes: np.ndarray) -> np.ndarray:
         """Integer frequencies ``[V]`` (all >= 1) of codebook ``k`` of the coming frame."""

@@ -33,28 +33,44 @@ def load_run_or_model(path: str | Path) -> LoadedModel:
     path = Path(path)
     if (path / WEIGHTS_FILE).is_file() or not (path / CHECKPOINT).is_file():
         return load_model(path)
-    state = load_checkpoint(path / CHECKPOINT)
-    try:
-        config = from_dict(TrainConfig, json.loads(state["config"]), str(path / CHECKPOINT))
-    except (KeyError, TypeError, json.JSONDecodeError):
-        raise ModelError(f"{path / CHECKPOINT}: not a vqaudio training checkpoint") from None
+    state, config = _run_checkpoint(path)
+    if config.task == "prior":
+        raise ModelError(f"{path}: a token prior run; `vqaudio export-prior` puts it beside its codec")
     codec = build_codec(config.model) if config.task == "codec" else None
     vocoder = build_vocoder(config.model) if config.task == "vocoder" else None
     module = codec if codec is not None else vocoder
     assert module is not None  # TrainConfig guarantees a vocoder section for the vocoder task
-    try:
-        module.load_state_dict(state["model"])
-    except RuntimeError:
-        raise ModelError(f"{path / CHECKPOINT}: its weights do not fit the model its config describes") from None
+    _load_run_weights(module, state, path)
     return LoadedModel(
         name=config.name,
         config=config.model,
         codec=codec.eval() if codec is not None else None,
         vocoder=vocoder.eval() if vocoder is not None else None,
         checksum=sha256_file(path / CHECKPOINT),
-        card={"training": {"steps": int(state["step"]), "config": json.loads(state["config"])}},
+        card=_run_card(state),
         path=path,
     )
+
+
+def _run_checkpoint(run: Path) -> tuple[dict[str, Any], TrainConfig]:
+    """A run folder's latest checkpoint and the training config stored in it."""
+    state = load_checkpoint(run / CHECKPOINT)
+    try:
+        return state, from_dict(TrainConfig, json.loads(state["config"]), str(run / CHECKPOINT))
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ModelError(f"{run / CHECKPOINT}: not a vqaudio training checkpoint") from None
+
+
+def _load_run_weights(module: torch.nn.Module, state: dict[str, Any], run: Path) -> None:
+    try:
+        module.load_state_dict(state["model"])
+    except RuntimeError:
+        raise ModelError(f"{run / CHECKPOINT}: its weights do not fit the model its config describes") from None
+
+
+def _run_card(state: dict[str, Any]) -> dict[str, Any]:
+    """The training record a model taken from a run's checkpoint carries: its step and its config."""
+    return {"training": {"steps": int(state["step"]), "config": json.loads(state["config"])}}
 
 
 # A file's first minute is plenty for a per-band mean, and keeps one long recording from dominating it.
@@ -271,17 +287,12 @@ def export_prior(run_dir: str | Path, model_dir: str | Path, *, overwrite: bool 
         model, card = load_prior(run / "model")
         name, meta = card.name, card.card
     else:
-        state = load_checkpoint(run / CHECKPOINT)
-        try:
-            config = from_dict(TrainConfig, json.loads(state["config"]), str(run / CHECKPOINT))
-        except (KeyError, TypeError, json.JSONDecodeError):
-            raise ModelError(f"{run / CHECKPOINT}: not a vqaudio training checkpoint") from None
+        state, config = _run_checkpoint(run)
         if config.task != "prior":
             raise VQAudioError(f"{run}: a {config.task} run, not a prior run")
         model = TokenPrior(config.prior)
-        model.load_state_dict(state["model"])
-        name = config.name
-        meta = {"training": {"steps": int(state["step"]), "config": json.loads(state["config"])}}
+        _load_run_weights(model, state, run)
+        name, meta = config.name, _run_card(state)
     path = save_prior(
         target,
         model.eval(),
