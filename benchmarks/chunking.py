@@ -22,9 +22,11 @@ from pathlib import Path
 
 import torch
 
+from vqaudio.card import shipped_models
 from vqaudio.models.io import load_model
+from vqaudio.precision import PRECISIONS
 from vqaudio.spectral import STFTConfig, stft
-from vqaudio.tokenizer import PRECISIONS, Tokenizer, shipped_models
+from vqaudio.tokenizer import Tokenizer
 from vqaudio.vocoders.griffin_lim import spectral_convergence
 
 _WHOLE = 1e6  # seconds: one window covers any input

@@ -62,9 +62,9 @@ def ranking_rows(rows: int, columns: int, repeats: int) -> list[str]:
 
 def search_rows(model: str, seconds: float, n: int, beams: list[int], compare_entries: int, repeats: int) -> list[str]:
     from vqaudio.audio import load_audio
+    from vqaudio.card import shipped_models
     from vqaudio.models.io import load_model
     from vqaudio.models.spectral import SpectralVQVAE
-    from vqaudio.tokenizer import shipped_models
 
     shipped = shipped_models()
     loaded = load_model(shipped.get(model, model))

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure("long", _make_long_file(args.long_seconds, Path(tmp) / "long.wav"), fast, beams[0]))
     k = args.n_codebooks or "default"
     command = "python " + " ".join(["benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)])
-    from vqaudio.tokenizer import native_bfloat16
+    from vqaudio.precision import native_bfloat16
 
     lines = [
         "## Speed",

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vqaudio.data import download
+from vqaudio.data import download, fetch
 from vqaudio.data.download import (
     DownloadError,
     download_file,
@@ -122,7 +122,7 @@ def _only_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket, "create_connection", guarded)
     # Retries in these tests should not wait.
-    monkeypatch.setattr(download, "_BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(fetch, "_BACKOFF_SECONDS", 0.0)
 
 
 @pytest.fixture

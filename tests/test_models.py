@@ -270,7 +270,7 @@ def test_save_load_round_trip_is_bit_exact(family: str, tmp_path: Path) -> None:
     model = _model(family)
     directory = save_model(tmp_path / "m", "tiny", config, model, card={"note": "test"})
     loaded = load_model(directory)
-    assert loaded.name == "tiny" and loaded.config == config and loaded.card == {"note": "test"}
+    assert loaded.name == "tiny" and loaded.config == config and loaded.card.extra == {"note": "test"}
     assert loaded.vocoder is None and loaded.codec is not None
     assert not loaded.codec.training
     assert loaded.checksum == sha256_file(directory / "model.safetensors")

@@ -30,9 +30,9 @@ def test_default_model_is_speech_16k_at_1_5_kbps(tok: vqaudio.Tokenizer) -> None
     assert set(tok.vocoders) == {"learned", "griffin-lim", "hybrid"}
     # Named by the card (on training utterances it leads the learned vocoder in PESQ-WB, recipes/librispeech/
     # experiments/log.md, stage 4i), not left to the fallback, which would pick the learned vocoder.
-    assert tok.loaded.card["default_vocoder"] == "hybrid" == tok.default_vocoder
+    assert tok.loaded.card.default_vocoder == "hybrid" == tok.default_vocoder
     # Codes come from a beam search by default (docs/results.md scores it against greedy).
-    assert tok.loaded.card["default_beam"] == 8 == tok.default_beam == tok.beam
+    assert tok.loaded.card.default_beam == 8 == tok.default_beam == tok.beam
     assert tok.checksum == vqaudio.load_model(vqaudio.shipped_models()["speech-16k"]).checksum
 
 
@@ -54,14 +54,14 @@ def test_every_shipped_model_is_complete(name: str) -> None:
     path = vqaudio.shipped_models()[name]
     loaded = vqaudio.load_model(path)  # verifies the sha256 recorded in config.json
     assert loaded.codec is not None and loaded.name == name
-    assert all(loaded.card.get(field) for field in CARD_FIELDS), f"{name}: card lacks a field"
+    assert all(getattr(loaded.card, field) for field in CARD_FIELDS), f"{name}: card lacks a field"
     assert (path / "README.md").read_text().startswith(f"# {name}")
     assert (path / "model.safetensors").stat().st_size < 25 * 2**20  # a git-friendly size
     tok = vqaudio.Tokenizer(loaded)
     assert 1 <= tok.default_codebooks <= tok.num_codebooks
     assert tok.default_vocoder in tok.vocoders
-    assert loaded.card.get("default_vocoder") in (None, *tok.vocoders)
-    assert loaded.card.get("default_beam", 1) == tok.default_beam
+    assert loaded.card.default_vocoder in (None, *tok.vocoders)
+    assert (loaded.card.default_beam or 1) == tok.default_beam
 
 
 def _bright_chord(seconds: float, rate: int) -> np.ndarray:

@@ -70,9 +70,9 @@ def test_debug_recipe_end_to_end(recipe: str, tmp_path: Path) -> None:
     release = load_model(exp / "release")
     assert release.codec is not None and release.vocoder is not None
     # The recipe's card sets the release's defaults (the debug model's 3 codebooks are all of them for music).
-    assert release.card["default_vocoder"] == ("hybrid" if recipe == "librispeech" else "griffin-lim")
-    assert release.card["default_codebooks"] == (3 if recipe == "librispeech" else 4)
-    assert release.card.get("default_beam", 1) == 8
+    assert release.card.default_vocoder == ("hybrid" if recipe == "librispeech" else "griffin-lim")
+    assert release.card.default_codebooks == (3 if recipe == "librispeech" else 4)
+    assert (release.card.default_beam or 1) == 8
     assert (exp / "codec-gan" / "model").is_dir() == (recipe == "librispeech")
     tuned_vocoder = load_model(exp / "vocoder-ft" / "model").vocoder
     assert tuned_vocoder is not None

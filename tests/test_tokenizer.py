@@ -20,9 +20,10 @@ import soundfile as sf
 import torch
 from conftest import make_model_dir, speech_like
 
-import vqaudio.tokenizer as tokenizer_module
+import vqaudio.inputs as inputs_module
+import vqaudio.precision as precision_module
 from vqaudio.audio import AudioStream
-from vqaudio.errors import AudioError, TokenFileError, VQAudioError
+from vqaudio.errors import AudioError, ModelError, TokenFileError, VQAudioError
 from vqaudio.models.io import load_model, save_model
 from vqaudio.tokenfile import FORMATS, TokenFile, load_codes, save_codes
 from vqaudio.tokenizer import Encoded, Tokenizer, load
@@ -74,7 +75,7 @@ def _assert_one_line(exc: pytest.ExceptionInfo[VQAudioError]) -> None:
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make the tokenizer read files in ~0.05 s blocks; returns a list that collects each block's size."""
     sizes: list[int] = []
-    real_open = tokenizer_module.open_audio_stream
+    real_open = inputs_module.open_audio_stream
     real_iter = AudioStream.__iter__
 
     def counting_iter(self: AudioStream) -> Iterator[torch.Tensor]:
@@ -82,7 +83,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             sizes.append(block.numel())
             yield block
 
-    monkeypatch.setattr(tokenizer_module, "open_audio_stream", functools.partial(real_open, block_seconds=0.05))
+    monkeypatch.setattr(inputs_module, "open_audio_stream", functools.partial(real_open, block_seconds=0.05))
     monkeypatch.setattr(AudioStream, "__iter__", counting_iter)
     return sizes
 
@@ -521,7 +522,7 @@ def test_tokens_survive_a_new_decoder_or_vocoder(
         newer.decode(load_codes(legacy))
     # ... unless the newer release's card lists the older weights as making the same codes.
     listed = load_model(tmp_path / "tiny")
-    card = {**listed.card, "compatible_checksums": ["", 7, spectral.checksum]}
+    card = replace(listed.card, compatible_checksums=("", spectral.checksum))
     assert listed.codec is not None
     save_model(tmp_path / "listed", listed.name, listed.config, listed.codec, listed.vocoder, card=card)
     accepting = load(tmp_path / "listed")
@@ -628,10 +629,11 @@ def test_model_card_sets_the_default_beam(tmp_path: Path) -> None:
     assert torch.equal(codes, direct)
     assert not torch.equal(codes, greedy.encode(x, SR).codes)  # the search found other codes somewhere
     assert torch.equal(load(d, beam=1).encode(x, SR).codes, greedy.encode(x, SR).codes)
-    for bad in (0, -2, "8", True, 2.5):
+    for bad in (0, -2, "8", True, 2.5):  # the card is validated on load: a bad default is an error, not ignored
         meta["card"]["default_beam"] = bad
         (d / "config.json").write_text(json.dumps(meta))
-        assert load(d).beam == 1
+        with pytest.raises(ModelError, match="default_beam"):
+            load(d)
 
 
 @pytest.mark.parametrize("beam", [0, -1, True, 2.0])
@@ -659,19 +661,19 @@ def test_model_card_sets_the_default_bitrate(tmp_path: Path) -> None:
 
 
 def test_resolve_precision() -> None:
-    assert tokenizer_module.resolve_precision("float32") == torch.float32
-    assert tokenizer_module.resolve_precision("bfloat16") == torch.bfloat16
-    native = tokenizer_module.native_bfloat16()
-    assert tokenizer_module.resolve_precision("auto") == (torch.bfloat16 if native else torch.float32)
+    assert precision_module.resolve_precision("float32") == torch.float32
+    assert precision_module.resolve_precision("bfloat16") == torch.bfloat16
+    native = precision_module.native_bfloat16()
+    assert precision_module.resolve_precision("auto") == (torch.bfloat16 if native else torch.float32)
     with pytest.raises(VQAudioError, match="precision must be one of") as exc:
-        tokenizer_module.resolve_precision("fp8")
+        precision_module.resolve_precision("fp8")
     _assert_one_line(exc)
 
 
 def test_default_precisions(tiny_model_dir: Path) -> None:
     tok = load(tiny_model_dir)
     assert tok.encode_dtype == torch.float32
-    assert tok.decode_dtype == tokenizer_module.resolve_precision("auto")
+    assert tok.decode_dtype == precision_module.resolve_precision("auto")
 
 
 def test_bfloat16_decode_is_close_to_float32(family_dir: Path) -> None:
@@ -738,3 +740,49 @@ def test_iter_encode_streams_the_codes_of_a_whole_pass(family_dir: Path) -> None
     assert pieces[0][1] < x.numel()  # the first codes came out before the audio had all arrived
     assert tok.encode_lookahead > 0
     assert tok.decode_lookahead() >= tok.encode_lookahead  # a back end adds its context to the codec's
+
+
+def test_stream_decoder_takes_codes_as_they_arrive(family_dir: Path) -> None:
+    """Codes pushed in blocks of any size give, window by window, the audio of iter_decode; the first audio comes
+    out before the last codes are in."""
+    tok = Tokenizer(load_model(family_dir), window_seconds=0.2)
+    codes = tok.encode(speech_like(1.9, seed=5), SR).codes
+    reference = torch.cat(list(tok.iter_decode(codes)))
+    decoder = tok.stream_decoder()
+    pieces, pushed = [], 0
+    for size in (1, 7, 2, 13, 30, codes.shape[1]):
+        block = codes[:, pushed : pushed + size]
+        pushed += block.shape[1]
+        if block.shape[1]:
+            pieces += [(audio, pushed) for audio in decoder.push(block)]
+    pieces += [(audio, pushed) for audio in decoder.finish()]
+    assert torch.equal(torch.cat([a for a, _ in pieces]), reference)
+    assert pieces[0][1] < codes.shape[1]
+    assert decoder.lookahead_frames * tok.model.hop_length == tok.decode_lookahead()
+
+
+def test_stream_decoder_continues_an_integrated_phase(tmp_path: Path) -> None:
+    """A window left pending by one push is decoded by the next, with the running phase carried across."""
+    tok = Tokenizer(load_model(make_model_dir(tmp_path / "tiny", phase="integrated")), window_seconds=0.1)
+    codes = tok.encode(speech_like(1.2), SR).codes
+    reference = torch.cat(list(tok.iter_decode(codes, "hybrid")))
+    decoder = tok.stream_decoder("hybrid")
+    for start in range(0, codes.shape[1], 4):
+        decoder.push(codes[:, start : start + 4])  # iterators left unconsumed: nothing is lost
+    assert torch.equal(torch.cat(list(decoder.finish())), reference)
+
+
+def test_stream_decoder_refuses_misuse(spectral: Tokenizer) -> None:
+    codes = spectral.encode(speech_like(0.5), SR).codes
+    decoder = spectral.stream_decoder()
+    with pytest.raises(VQAudioError, match="no code frames") as exc:
+        decoder.finish()
+    _assert_one_line(exc)
+    list(decoder.push(codes))
+    with pytest.raises(VQAudioError, match="codebooks"):
+        decoder.push(codes[:1])
+    with pytest.raises(VQAudioError, match=r"lie in \[0"):
+        spectral.stream_decoder().push(codes + spectral.codebook_size)
+    list(decoder.finish())
+    with pytest.raises(VQAudioError, match="finished"):
+        decoder.push(codes)

@@ -204,12 +204,14 @@ def test_adversarial_vocoder_and_waveform_codec_train(corpus: Path, tmp_path: Pa
     records = [json.loads(line) for line in (tmp_path / "voc" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if "loss" in r][-1]
     assert {"disc", "adv", "fm"} <= set(last) and all(math.isfinite(last[k]) for k in ("disc", "adv", "fm"))
+    # The task's discriminators and their optimiser are checkpointed under the keys older runs used.
+    assert {"disc", "disc_optimizer"} <= set(load_checkpoint(tmp_path / "voc" / CHECKPOINT))
     # Resume restores the discriminator too.
     again = Trainer(voc, tmp_path / "voc", resume=True, progress=False)
-    assert again.disc is not None and trainer.disc is not None
+    assert again.task.disc is not None and trainer.task.disc is not None
     assert all(
         torch.equal(a, b)
-        for a, b in zip(again.disc.state_dict().values(), trainer.disc.state_dict().values(), strict=True)
+        for a, b in zip(again.task.disc.state_dict().values(), trainer.task.disc.state_dict().values(), strict=True)
     )
 
     wave = load_config(
@@ -363,14 +365,14 @@ def test_export_from_a_run_directory(corpus: Path, tmp_path: Path) -> None:
         a, b = getattr(from_run, part), getattr(from_model, part)
         assert a is not None and b is not None
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
-        assert from_run.card["training"]["steps"] == from_model.card["training"]["steps"]
+        assert from_run.card.training["steps"] == from_model.card.training["steps"]
     release = export_release(codec_run, tmp_path / "release", "snap", vocoder_dir=voc_run, half=False)
     loaded = load_model(release.parent if release.is_file() else release)
     assert loaded.codec is not None and loaded.vocoder is not None
-    assert loaded.card["codec_training"]["steps"] == 3 and loaded.card["vocoder_training"]["steps"] == 2
+    assert loaded.card.codec_training["steps"] == 3 and loaded.card.vocoder_training["steps"] == 2
     # A release as the vocoder source (a new codec, the released vocoder) keeps the vocoder's training record.
     export_release(codec_run, tmp_path / "again", "snap", vocoder_dir=tmp_path / "release", half=False)
-    assert load_model(tmp_path / "again").card["vocoder_training"]["steps"] == 2
+    assert load_model(tmp_path / "again").card.vocoder_training["steps"] == 2
     # Not a run and not a model: the usual one-line model error.
     (tmp_path / "empty").mkdir()
     with pytest.raises(VQAudioError):
@@ -432,7 +434,7 @@ def test_new_decoder_for_a_finished_codec_keeps_its_tokens(corpus: Path, tmp_pat
         ),
     )
     trainer = Trainer(cfg, tmp_path / "second", progress=False)
-    assert trainer.disc is not None and type(trainer.disc).__name__ == "MelDiscriminators"
+    assert trainer.task.disc is not None and type(trainer.task.disc).__name__ == "MelDiscriminators"
     second = load_model(trainer.fit()).codec
     assert second is not None
     a, b = first.state_dict(), second.state_dict()
@@ -444,7 +446,8 @@ def test_new_decoder_for_a_finished_codec_keeps_its_tokens(corpus: Path, tmp_pat
     assert all(math.isfinite(r[k]) for r in train for k in ("disc", "adv", "fm", "mel_l1"))
     # The frozen quantizer still varies the bitrate from batch to batch (its own draw, not quantizer dropout).
     assert len({r["n_codebooks"] for r in train}) > 1
-    # Resuming restores the trainer's own bitrate draws along with the model.
+    # Resuming restores the trainer's own bitrate draws along with the model (and the quantizer's stream).
+    assert {"quantizer_rng", "task_rng"} <= set(load_checkpoint(tmp_path / "second" / CHECKPOINT))
     again = Trainer(cfg, tmp_path / "second", resume=True, progress=False)
     assert torch.equal(again.task.generator.get_state(), trainer.task.generator.get_state())  # type: ignore[attr-defined]
     audio = torch.from_numpy(speech_like(1.0, 16000, f0=150, seed=3)).float()[None, None]

@@ -15,9 +15,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load": "vqaudio.tokenizer",
-    "shipped_models": "vqaudio.tokenizer",
+    "shipped_models": "vqaudio.card",
     "Tokenizer": "vqaudio.tokenizer",
-    "Encoded": "vqaudio.tokenizer",
+    "Encoded": "vqaudio.encoded",
+    "ModelCard": "vqaudio.card",
     "AudioData": "vqaudio.audio",
     "load_audio": "vqaudio.audio",
     "save_audio": "vqaudio.audio",
@@ -42,6 +43,7 @@ __all__ = [
     "shipped_models",
     "Tokenizer",
     "Encoded",
+    "ModelCard",
     "AudioData",
     "load_audio",
     "save_audio",
@@ -61,10 +63,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from vqaudio.audio import AudioData, load_audio, save_audio
+    from vqaudio.card import ModelCard, shipped_models
+    from vqaudio.encoded import Encoded
     from vqaudio.errors import AudioError, ModelError, TokenFileError, VQAudioError
     from vqaudio.models.io import load_model, save_model
     from vqaudio.tokenfile import TokenFile, TokenHeader, load_codes, read_tokens, save_codes, write_tokens
-    from vqaudio.tokenizer import Encoded, Tokenizer, load, shipped_models
+    from vqaudio.tokenizer import Tokenizer, load
 
 
 def __getattr__(name: str) -> Any:

@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from vqaudio.atomic import write_atomic
+from vqaudio.encoded import Encoded
 from vqaudio.errors import TokenFileError, VQAudioError
 from vqaudio.prior.integer import IntegerPrior, frequencies
 from vqaudio.prior.io import PriorCard
 from vqaudio.tokenfile import TokenFile, TokenHeader
-from vqaudio.tokenizer import Encoded, Tokenizer
+from vqaudio.tokenizer import Tokenizer
 
 VQZ_MAGIC = b"VQAZ"
 VQZ_VERSION = 1

@@ -13,7 +13,12 @@ from vqaudio.quantizers.base import BaseQuantizer
 from vqaudio.quantizers.identity import IdentityQuantizer
 from vqaudio.quantizers.rvq import ResidualVectorQuantizer, RVQConfig
 from vqaudio.spectral import MelConfig
+from vqaudio.vocoders.base import Vocoder
+from vqaudio.vocoders.griffin_lim_vocoder import GriffinLimVocoder, WarmStartGriffinLim
 from vqaudio.vocoders.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig
+
+# Back ends by name, in the order a model without a card default prefers them.
+BACK_ENDS = ("learned", "griffin-lim", "hybrid")
 
 FAMILIES = ("spectral", "waveform", "conditional")
 
@@ -72,3 +77,17 @@ def build_vocoder(config: ModelConfig) -> ISTFTVocoder | None:
     if config.vocoder is None:
         return None
     return ISTFTVocoder(config.mel, config.vocoder)
+
+
+def build_back_ends(codec: CodecModel, vocoder: ISTFTVocoder | None) -> dict[str, Vocoder]:
+    """The back ends that turn ``codec``'s decoded log-mel into audio, by name (in :data:`BACK_ENDS` order):
+    the learned vocoder if shipped, Griffin-Lim from zero phase, and Griffin-Lim started from the learned
+    vocoder's phase (``hybrid``: the same weights, nothing more to ship). Empty for a waveform codec."""
+    back_ends: dict[str, Vocoder] = {}
+    if vocoder is not None:
+        back_ends["learned"] = vocoder
+    if isinstance(codec, SpectralVQVAE):
+        back_ends["griffin-lim"] = GriffinLimVocoder(codec.mel_config).eval()
+        if vocoder is not None:
+            back_ends["hybrid"] = WarmStartGriffinLim(codec.mel_config, vocoder).eval()
+    return back_ends

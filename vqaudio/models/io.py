@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from vqaudio.atomic import write_atomic
+from vqaudio.card import ModelCard
 from vqaudio.config import from_dict, to_dict
 from vqaudio.errors import ConfigError, ModelError, UnknownKeyError
 from vqaudio.models.base import CodecModel
@@ -35,7 +36,7 @@ class LoadedModel:
     codec: CodecModel | None  # None for a vocoder-only directory (a vocoder training run's export)
     vocoder: ISTFTVocoder | None
     checksum: str  # sha256 of the weights file
-    card: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard = field(default_factory=ModelCard)
     path: Path | None = None
 
 
@@ -54,13 +55,15 @@ def save_model(
     codec: CodecModel | None,
     vocoder: ISTFTVocoder | None = None,
     *,
-    card: dict[str, Any] | None = None,
+    card: ModelCard | dict[str, Any] | None = None,
     half: bool = False,
 ) -> Path:
     """Write ``directory/config.json`` and ``directory/model.safetensors``; returns the directory.
 
-    ``half`` stores floating-point tensors as float16 (half the size; loading casts back to float32).
+    ``half`` stores floating-point tensors as float16 (half the size; loading casts back to float32). A card
+    given as a dict is validated as :meth:`ModelCard.from_dict` does on load.
     """
+    card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {}, f"{directory}: card")
     from safetensors.torch import save
 
     directory = Path(directory)
@@ -84,7 +87,7 @@ def save_model(
         "model": to_dict(config),
         "components": [p for p, m in (("codec", codec), ("vocoder", vocoder)) if m is not None],
         "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(blob).hexdigest()},
-        "card": card or {},
+        "card": card.to_dict(),
     }
     write_atomic(directory / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return directory
@@ -150,6 +153,5 @@ def load_model(directory: str | Path, *, verify: bool = True) -> LoadedModel:
     for module in (codec, vocoder):
         if module is not None:
             module.eval()
-    return LoadedModel(
-        str(meta.get("name", directory.name)), config, codec, vocoder, checksum, dict(meta.get("card", {})), directory
-    )
+    card = ModelCard.from_dict(meta.get("card", {}), str(cfg_path))
+    return LoadedModel(str(meta.get("name", directory.name)), config, codec, vocoder, checksum, card, directory)

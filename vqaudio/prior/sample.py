@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vqaudio.encoded import Encoded
 from vqaudio.errors import VQAudioError
 from vqaudio.prior.integer import IntegerPrior, frequencies
 from vqaudio.prior.pairing import prior_for
 from vqaudio.tokenfile import save_codes
-from vqaudio.tokenizer import Encoded, Tokenizer
+from vqaudio.tokenizer import Tokenizer
 
 # Temperature is applied to the integer logits as a fixed-point factor of 2**-TEMPERATURE_BITS.
 TEMPERATURE_BITS = 10

@@ -13,6 +13,7 @@ import torch
 
 from vqaudio.atomic import write_atomic
 from vqaudio.audio import load_audio
+from vqaudio.card import ModelCard
 from vqaudio.config import from_dict
 from vqaudio.data.manifest import read_manifest
 from vqaudio.errors import ModelError, VQAudioError
@@ -47,7 +48,7 @@ def load_run_or_model(path: str | Path) -> LoadedModel:
         codec=codec.eval() if codec is not None else None,
         vocoder=vocoder.eval() if vocoder is not None else None,
         checksum=sha256_file(path / CHECKPOINT),
-        card=_run_card(state),
+        card=ModelCard(training=_run_record(state)),
         path=path,
     )
 
@@ -68,9 +69,9 @@ def _load_run_weights(module: torch.nn.Module, state: dict[str, Any], run: Path)
         raise ModelError(f"{run / CHECKPOINT}: its weights do not fit the model its config describes") from None
 
 
-def _run_card(state: dict[str, Any]) -> dict[str, Any]:
+def _run_record(state: dict[str, Any]) -> dict[str, Any]:
     """The training record a model taken from a run's checkpoint carries: its step and its config."""
-    return {"training": {"steps": int(state["step"]), "config": json.loads(state["config"])}}
+    return {"steps": int(state["step"]), "config": json.loads(state["config"])}
 
 
 # A file's first minute is plenty for a per-band mean, and keeps one long recording from dominating it.
@@ -151,7 +152,7 @@ def export_release(
     name: str,
     *,
     vocoder_dir: str | Path | None = None,
-    card: dict[str, Any] | None = None,
+    card: ModelCard | dict[str, Any] | None = None,
     half: bool = True,
     postfilter: float | None = None,
     postfilter_offset: float = 1.0,
@@ -176,7 +177,7 @@ def export_release(
         raise ModelError(f"{codec_dir}: holds no codec")
     config = codec.config
     codec_module: CodecModel = codec.codec
-    card = dict(card or {})
+    card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {}, "the card")
     if postfilter is None and (postfilter_data is not None or postfilter_offset != 1.0 or postfilter_below):
         raise VQAudioError(
             "--postfilter-data, --postfilter-offset and --postfilter-below need --postfilter (the strength to fit)"
@@ -201,13 +202,14 @@ def export_release(
             if postfilter_data is None:
                 raise VQAudioError("--postfilter needs --postfilter-data (a manifest of training audio)")
             files = [e.path for e in read_manifest(postfilter_data)]
-        k = card.get("default_codebooks")
-        n = k if isinstance(k, int) and 1 <= k <= codec_module.num_codebooks else codec_module.num_codebooks
+        k = card.default_codebooks
+        n = k if k is not None and k <= codec_module.num_codebooks else codec_module.num_codebooks
         codec_module, config = with_postfilter(
             codec_module, config, postfilter, postfilter_offset, files, n, below=postfilter_below
         )
     vocoder = None
-    card.setdefault("codec_training", _training_record(codec, "codec"))
+    if not card.codec_training:
+        card = dataclasses.replace(card, codec_training=codec.card.record("codec"))
     if vocoder_dir is not None:
         voc = load_run_or_model(vocoder_dir)
         if voc.vocoder is None:
@@ -220,52 +222,11 @@ def export_release(
             voc_config = dataclasses.replace(voc_config, consistency_iters=consistency_iters)
         config = dataclasses.replace(config, vocoder=voc_config)
         vocoder = voc.vocoder
-        card.setdefault("vocoder_training", _training_record(voc, "vocoder"))
+        if not card.vocoder_training:
+            card = dataclasses.replace(card, vocoder_training=voc.card.record("vocoder"))
     path = save_model(output, name, config, codec_module, vocoder, card=card, half=half)
-    (Path(output) / "README.md").write_text(model_card_markdown(name, card))
+    (Path(output) / "README.md").write_text(card.markdown(name))
     return path
-
-
-def _training_record(model: LoadedModel, part: str) -> dict[str, Any]:
-    """A run's model carries its own ``training`` record; a release, re-exported, carries its parts' records."""
-    return model.card.get("training") or model.card.get(f"{part}_training", {})
-
-
-def model_card_markdown(name: str, card: dict[str, Any]) -> str:
-    lines = [f"# {name}", ""]
-    for key in ("description", "training_data", "training_time", "results", "license"):
-        if key in card:
-            value = card[key]
-            lines += [f"## {key.replace('_', ' ').capitalize()}", ""]
-            lines += [str(value), ""]
-    for key in ("codec_training", "vocoder_training"):
-        t = card.get(key) or {}
-        if t:
-            lines += [f"## {key.replace('_', ' ').capitalize()}", "", *_stage_lines(t), ""]
-    return "\n".join(lines)
-
-
-def _stage_lines(record: dict[str, Any]) -> list[str]:
-    """A training record as card lines. A fine-tuning stage counts only its own steps, so say where it started:
-    otherwise "steps: 1000" reads as the whole training of a model that began from a finished one."""
-    config = record.get("config") or {}
-    steps = f"steps: {record.get('steps')}"
-    if config.get("init_from"):
-        modules = config.get("init_modules") or []
-        what = f" ({', '.join(modules)})" if modules else ""
-        steps += f", in a stage that started from the weights{what} of {config['init_from']}"
-    lines = [steps]
-    if config.get("freeze"):
-        lines.append(f"frozen: {', '.join(config['freeze'])}")
-    if config.get("codec_model"):
-        filtered = " and post-filtered" if config.get("codec_postfilter") else ""
-        lines.append(f"trained on the log-mel decoded{filtered} by {config['codec_model']}")
-        if config.get("postfilter_target"):
-            lines.append("target audio given the post-filter's change to the log-mel")
-    if config.get("teacher"):
-        lines.append(f"encoder distilled from {config['teacher']}")
-    # Markdown joins adjacent lines into one paragraph; a trailing backslash keeps them apart.
-    return [line + "\\" for line in lines[:-1]] + lines[-1:]
 
 
 def export_prior(run_dir: str | Path, model_dir: str | Path, *, overwrite: bool = False) -> Path:
@@ -292,7 +253,7 @@ def export_prior(run_dir: str | Path, model_dir: str | Path, *, overwrite: bool 
             raise VQAudioError(f"{run}: a {config.task} run, not a prior run")
         model = TokenPrior(config.prior)
         _load_run_weights(model, state, run)
-        name, meta = config.name, _run_card(state)
+        name, meta = config.name, {"training": _run_record(state)}
     path = save_prior(
         target,
         model.eval(),

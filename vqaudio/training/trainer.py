@@ -29,17 +29,12 @@ from vqaudio.config import to_dict
 from vqaudio.data.dataset import StepSampler
 from vqaudio.data.manifest import collect_entries
 from vqaudio.errors import VQAudioError
-from vqaudio.models.base import CODES_VERSION, CodecModel
-from vqaudio.models.conditional import ConditionalVQVAE
-from vqaudio.models.io import load_model, save_model
+from vqaudio.models.base import CodecModel
+from vqaudio.models.io import load_model
 from vqaudio.models.spectral import load_state_except_postfilter
-from vqaudio.prior.io import save_prior
-from vqaudio.tokenfile import code_search_id
 from vqaudio.training.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vqaudio.training.config import TrainConfig
-from vqaudio.training.discriminators import discriminator_loss, generator_losses
-from vqaudio.training.tasks import PriorTask, Task, build_task
-from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
+from vqaudio.training.tasks import Task, build_task
 
 
 @dataclass
@@ -86,8 +81,8 @@ class Trainer:
         self.frozen = [self._submodule(name) for name in config.freeze]
         for module in self.frozen:
             module.requires_grad_(False)
-        generator = getattr(getattr(self.model, "quantizer", None), "generator", None)
-        if isinstance(generator, torch.Generator):
+        # The task's random streams outside torch's global one (a quantizer's dropout draws, its own bitrate draws).
+        for generator in self.task.generators().values():
             generator.manual_seed(config.seed)
         self.wrapped: nn.Module = self.model
         if self.dist.world_size > 1:
@@ -97,15 +92,10 @@ class Trainer:
         if not trainable:
             raise VQAudioError("every parameter is frozen: nothing to train")
         self.optimizer = torch.optim.AdamW(trainable, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        self.disc: nn.Module | None = None
-        self.disc_wrapped: nn.Module | None = None
-        self.disc_optimizer: torch.optim.Optimizer | None = None
-        if config.loss.adversarial:
-            self.disc = self.task.discriminators()
-            self.disc_wrapped = self.disc
-            if self.dist.world_size > 1:
-                self.disc_wrapped = nn.parallel.DistributedDataParallel(self.disc)
-            self.disc_optimizer = torch.optim.AdamW(self.disc.parameters(), lr=o.lr, betas=o.betas)
+        # The task's discriminators (adversarial training), if any: it owns them and their optimiser.
+        self.disc_wrapped: nn.Module | None = self.task.build_discriminators()
+        if self.disc_wrapped is not None and self.dist.world_size > 1:
+            self.disc_wrapped = nn.parallel.DistributedDataParallel(self.disc_wrapped)
         self.step = 0
         if config.init_from is not None:
             self._init_weights(config.init_from)
@@ -146,16 +136,6 @@ class Trainer:
         except RuntimeError:
             raise VQAudioError(f"{directory}: its {self.config.task} does not match this config's model") from None
 
-    def _generators(self) -> dict[str, torch.Generator]:
-        """Random streams outside torch's global one that a checkpoint must carry for an exact resume: the
-        quantizer's dropout draws, and the task's own (bitrate per batch for a frozen quantizer or a
-        codec-fed vocoder)."""
-        found = {
-            "quantizer_rng": getattr(getattr(self.model, "quantizer", None), "generator", None),
-            "task_rng": getattr(self.task, "generator", None),
-        }
-        return {k: g for k, g in found.items() if isinstance(g, torch.Generator)}
-
     # -- state -----------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -165,11 +145,11 @@ class Trainer:
             "rng": rng_state(),
             "config": json.dumps(to_dict(self.config)),
         }
-        for key, gen in self._generators().items():
+        # Random streams outside torch's global one (the quantizer's, the task's) and the task's own state
+        # (discriminators and their optimiser), so a resume continues exactly.
+        for key, gen in self.task.generators().items():
             state[key] = gen.get_state()
-        if self.disc is not None and self.disc_optimizer is not None:
-            state["disc"] = self.disc.state_dict()
-            state["disc_optimizer"] = self.disc_optimizer.state_dict()
+        state.update(self.task.state_dict())
         return state
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -177,20 +157,17 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
-        for key, gen in self._generators().items():
+        for key, gen in self.task.generators().items():
             if key in state:
                 gen.set_state(state[key])
-        if self.disc is not None and self.disc_optimizer is not None and "disc" in state:
-            self.disc.load_state_dict(state["disc"])
-            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+        self.task.load_state_dict(state)
 
     def _set_lr(self) -> float:
         o = self.config.optim
         lr = o.lr * lr_factor(self.step, o.warmup_steps, self.config.steps, o.min_lr_ratio)
-        for opt in (self.optimizer, self.disc_optimizer):
-            if opt is not None:
-                for g in opt.param_groups:
-                    g["lr"] = lr
+        for opt in (self.optimizer, *self.task.optimizers()):
+            for g in opt.param_groups:
+                g["lr"] = lr
         return lr
 
     # -- data ------------------------------------------------------------------------------------------
@@ -224,21 +201,10 @@ class Trainer:
         for module in self.frozen:
             module.eval()
         lr = self._set_lr()
-        result = self.task.step(self.wrapped, batch)
+        # The task's losses; when adversarial it also updates its discriminators on this batch.
+        result = self.task.train_step(self.wrapped, batch, self.step, self.disc_wrapped)
         loss = result.loss
         metrics = dict(result.metrics)
-        adversarial = self.disc_wrapped is not None and self.step >= cfg.loss.adv_start_step
-        if adversarial and result.fake is not None and result.real is not None:
-            assert self.disc_wrapped is not None and self.disc_optimizer is not None
-            # Discriminator step on detached audio, then the generator's adversarial + feature-matching terms.
-            d_loss = discriminator_loss(self.disc_wrapped(result.real), self.disc_wrapped(result.fake.detach()))
-            self.disc_optimizer.zero_grad(set_to_none=True)
-            d_loss.backward()
-            nn.utils.clip_grad_norm_(self.disc_wrapped.parameters(), cfg.optim.grad_clip)
-            self.disc_optimizer.step()
-            adv, fm = generator_losses(self.disc_wrapped(result.real), self.disc_wrapped(result.fake))
-            loss = loss + cfg.loss.adv_weight * adv + cfg.loss.feature_matching * fm
-            metrics.update(disc=float(d_loss.detach()), adv=float(adv.detach()), fm=float(fm.detach()))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
@@ -279,38 +245,8 @@ class Trainer:
             raise VQAudioError(f"DDP ranks ended with different weights: {sums}")
 
     def export(self) -> Path:
-        if isinstance(self.task, PriorTask):
-            tok = self.task.tokenizer
-            save_prior(
-                self.out / "model",
-                self.task.model,
-                name=self.config.name,
-                codec=tok.name,
-                codes_checksum=tok.codes_checksum,
-                code_search=code_search_id(tok.default_beam, CODES_VERSION),
-                card={"training": {"steps": self.step, "config": to_dict(self.config)}},
-            )
-            return self.out / "model"
-        codec = self.model if isinstance(self.model, CodecModel) else None
-        if isinstance(codec, ConditionalVQVAE):
-            from vqaudio.training.export import fit_default_speaker
-
-            d = self.config.data
-            files = [e.path for e in collect_entries(d.train, d.exclude_list, d.min_sample_rate)]
-            was_training = codec.training
-            codec.eval()
-            codec.decoder.default_speaker.copy_(fit_default_speaker(codec, files))
-            codec.train(was_training)
-        vocoder = self.model if isinstance(self.model, ISTFTVocoder) else None
-        card = {"training": {"steps": self.step, "config": to_dict(self.config)}}
-        return save_model(
-            self.out / "model",
-            self.config.name,
-            self.config.model,
-            codec,
-            vocoder,
-            card=card,
-        )
+        """Save the model as the task does (a model folder, or a prior's files) into ``<out>/model``."""
+        return self.task.export(self.out / "model", steps=self.step)
 
     def fit(self) -> Path:
         """Train to ``config.steps`` (continuing from a checkpoint if resumed) and export the model."""

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from vqaudio.atomic import write_atomic
 from vqaudio.data.manifest import AUDIO_SUFFIXES, read_exclude_list, read_manifest
+from vqaudio.encoded import Encoded
 from vqaudio.errors import VQAudioError
-from vqaudio.tokenizer import Encoded, Tokenizer
+from vqaudio.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)

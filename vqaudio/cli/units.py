@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vqaudio.cli_common import boundary, refuse_output
+from vqaudio.cli.common import boundary, refuse_output
 
 units_app = typer.Typer(help="Discrete units for a corpus: extract (batched, resumable, sharded), then merge.")
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vqaudio.cli_common import boundary, refuse_output
+from vqaudio.cli.common import boundary, refuse_output
 from vqaudio.errors import VQAudioError
 
 AUDIO_OUT = (".wav", ".flac")

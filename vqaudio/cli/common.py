@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -17,6 +17,8 @@ from vqaudio.errors import VQAudioError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 
 
 def fail(message: str) -> None:
@@ -51,3 +53,30 @@ def refuse_output(output: Path, inputs: list[Path], force: bool) -> None:
         raise VQAudioError(f"{output} exists; pass --force to overwrite it")
     if not output.parent.is_dir():
         raise VQAudioError(f"cannot write {output}: folder {output.parent} does not exist")
+
+
+def refuse_existing(path: Path, force: bool) -> None:
+    """Refuse to write ``path`` if it exists, unless ``force``."""
+    if path.exists() and not force:
+        raise VQAudioError(f"{path} exists; pass --force to overwrite it")
+
+
+class CommandGroup:
+    """The commands of one CLI module, put on the app by :meth:`register` in the order they were defined (the
+    order ``--help`` lists them), so that command modules never import the app."""
+
+    def __init__(self) -> None:
+        self._commands: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Like ``typer.Typer.command``: the same arguments, applied at registration."""
+
+        def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._commands.append((fn, args, kwargs))
+            return fn
+
+        return add
+
+    def register(self, app: typer.Typer) -> None:
+        for fn, args, kwargs in self._commands:
+            app.command(*args, **kwargs)(fn)

@@ -1,7 +1,7 @@
-"""The ``vqaudio`` command: thin typer commands over the library.
+"""The codec commands: ``tokenize``, ``detokenize``, ``resynth``, ``info`` and ``models``.
 
-Every command parses its arguments and calls library functions; a :class:`VQAudioError` becomes one line on
-stderr and exit code 1. Outputs are never overwritten without ``--force``.
+Registered on :data:`vqaudio.cli.app` by ``commands.register``; thin commands over :mod:`vqaudio.tokenizer` and
+:mod:`vqaudio.tokenfile`.
 """
 
 from __future__ import annotations
@@ -14,17 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from vqaudio import __version__
-from vqaudio.cli_common import boundary
+from vqaudio.cli.common import CommandGroup, ForceOpt, boundary, refuse_existing
 from vqaudio.errors import VQAudioError
 
-app = typer.Typer(
-    name="vqaudio",
-    help="Turn audio into discrete tokens and tokens back into audio.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+commands = CommandGroup()
 
 
 class TokenFormat(str, enum.Enum):
@@ -60,7 +53,6 @@ BeamOpt = Annotated[
         "exactly the codebooks asked for). Default: the model's default_beam.",
     ),
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 EncodePrecisionOpt = Annotated[
     Precision,
     typer.Option(
@@ -85,26 +77,6 @@ VocoderOpt = Annotated[
 ]
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"vqaudio {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
-) -> None:
-    """vqaudio: discrete audio tokenizers that train and run on a plain CPU."""
-
-
-def _refuse_existing(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise VQAudioError(f"{path} exists; pass --force to overwrite it")
-
-
 def _gather_inputs(inputs: list[str]) -> list[Path]:
     """Expand ``-`` (one path per stdin line) and directories (their audio files, sorted)."""
     from vqaudio.data.manifest import AUDIO_SUFFIXES
@@ -125,7 +97,7 @@ def _gather_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
-@app.command()
+@commands.command()
 @boundary
 def tokenize(
     inputs: Annotated[list[str], typer.Argument(help="Audio files, directories, or - to read paths from stdin.")],
@@ -164,7 +136,7 @@ def tokenize(
     if len(set(targets)) != len(targets):
         raise VQAudioError("two inputs would write the same output name; use separate --out-dir runs")
     for t in targets:
-        _refuse_existing(t, force)
+        refuse_existing(t, force)
     iterator: Any = zip(paths, targets, strict=True)
     if len(paths) > 1:
         from tqdm import tqdm
@@ -212,7 +184,7 @@ def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postf
     return tf, tok
 
 
-@app.command()
+@commands.command()
 @boundary
 def detokenize(
     tokens: Annotated[Path, typer.Argument(help="Token file (.vqt, .npy, .txt or .json).")],
@@ -226,13 +198,13 @@ def detokenize(
     force: ForceOpt = False,
 ) -> None:
     """Decode a token file back into audio."""
-    _refuse_existing(output, force)
+    refuse_existing(output, force)
     tf, tok = _load_tokens(tokens, model, precision.value, postfilter)
     seconds = tok.decode_to_file(tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
     typer.echo(f"{tokens} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
 
 
-@app.command()
+@commands.command()
 @boundary
 def resynth(
     input: Annotated[Path, typer.Argument(help="Input audio.")],
@@ -250,7 +222,7 @@ def resynth(
 
     if output.resolve() == input.resolve():
         raise VQAudioError("output would overwrite the input; choose another name")
-    _refuse_existing(output, force)
+    refuse_existing(output, force)
     tok = load(model, decode_precision=precision.value, postfilter=postfilter, beam=beam)
     enc = tok.encode(input, n_codebooks=n_codebooks)
     # A speaker-conditioned model speaks the input's units in the input's own voice.
@@ -284,11 +256,11 @@ def _describe_model(tok: Any) -> dict[str, Any]:
         "size_mb": round(sum(f.stat().st_size for f in tok.loaded.path.iterdir()) / 1e6, 2)
         if tok.loaded.path
         else None,
-        "training_data": card.get("training_data", "unknown"),
+        "training_data": card.training_data or "unknown",
     }
 
 
-@app.command()
+@commands.command()
 @boundary
 def info(
     target: Annotated[str, typer.Argument(help="A token file, a model directory or a shipped model name.")],
@@ -315,7 +287,7 @@ def info(
         typer.echo(f"{key}: {value}")
 
 
-@app.command()
+@commands.command()
 @boundary
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -337,171 +309,3 @@ def models(
             f"(default {r['default_codebooks']} codebooks), vocoders {', '.join(r['vocoders']) or '-'}, "
             f"{r['size_mb']} MB; trained on {r['training_data']}"
         )
-
-
-@app.command()
-@boundary
-def train(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Training config (TOML).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, logs, model).")],
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's checkpoint.")] = False,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Override the number of steps.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch threads per process.")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
-    settings: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config value, e.g. --set 'data.train=[\"data/train.tsv\"]'."),
-    ] = None,
-) -> None:
-    """Train a codec, a vocoder or a token prior from a config; works under torchrun for DDP."""
-    from vqaudio.training.config import load_config, parse_override
-    from vqaudio.training.trainer import Trainer
-
-    try:
-        overrides: dict[str, object] = dict(parse_override(s) for s in settings or [])
-        if steps is not None:
-            overrides["steps"] = steps
-        if threads is not None:
-            overrides["threads"] = threads
-        cfg = load_config(config, overrides)
-        path = Trainer(cfg, out, resume=resume, progress=progress).fit()
-        typer.echo(f"model written to {path}")
-    finally:
-        # Under torchrun: leave the process group before exit, or gloo's threads can abort the process at
-        # interpreter shutdown ("terminate called without an active exception") after a finished run.
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-@app.command()
-@boundary
-def prepare(
-    inputs: Annotated[list[Path], typer.Argument(help="Folders (or files) of audio; a LibriSpeech root works.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest to write (.tsv).")],
-    exclude_list: Annotated[
-        Path | None, typer.Option("--exclude-list", help="Paths to leave out (e.g. dev.list).")
-    ] = None,
-    min_sample_rate: Annotated[int, typer.Option("--min-sample-rate", min=0, help="Skip files below this rate.")] = 0,
-    force: ForceOpt = False,
-) -> None:
-    """Write a manifest (path, duration, speaker, sample_rate) of the audio below the inputs."""
-    from vqaudio.data.manifest import read_exclude_list, scan_audio, write_manifest
-
-    _refuse_existing(output, force)
-    entries = scan_audio(inputs, exclude=read_exclude_list(exclude_list), min_sample_rate=min_sample_rate)
-    if not entries:
-        raise VQAudioError("no readable audio found")
-    write_manifest(entries, output)
-    hours = sum(e.duration for e in entries) / 3600
-    typer.echo(f"{len(entries)} files, {hours:.2f} h, {len({e.speaker for e in entries})} speakers -> {output}")
-
-
-@app.command()
-@boundary
-def export(
-    codec: Annotated[
-        Path,
-        typer.Option("--codec", help="Codec model directory, or a training run directory (its latest checkpoint)."),
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Release directory to write.")],
-    name: Annotated[str, typer.Option("--name", help="Model name.")],
-    vocoder: Annotated[
-        Path | None, typer.Option("--vocoder", help="Vocoder model or training run directory to bundle.")
-    ] = None,
-    card: Annotated[Path | None, typer.Option("--card", help="JSON file with model-card fields.")] = None,
-    half: Annotated[bool, typer.Option("--half/--full", help="Store weights as float16.")] = True,
-    postfilter: Annotated[
-        float | None,
-        typer.Option(
-            "--postfilter",
-            help="Spectral post-filter strength (0 removes it); its centre is fitted on --postfilter-data. "
-            "Default: keep the codec's.",
-        ),
-    ] = None,
-    postfilter_offset: Annotated[
-        float, typer.Option("--postfilter-offset", help="Log-mel above the band's centre left as is.")
-    ] = 1.0,
-    postfilter_data: Annotated[
-        Path | None, typer.Option("--postfilter-data", help="Manifest (.tsv) of training audio to fit it on.")
-    ] = None,
-    postfilter_below: Annotated[
-        float,
-        typer.Option("--postfilter-below", help="How much it deepens log-mel below the centre (0 to 1)."),
-    ] = 0.0,
-    consistency_iters: Annotated[
-        int | None,
-        typer.Option(
-            "--consistency-iters",
-            help="Consistency projections the learned vocoder runs (default: as trained; more cost time).",
-        ),
-    ] = None,
-    force: ForceOpt = False,
-) -> None:
-    """Bundle a trained codec (and vocoder) into a release directory with a model card."""
-    from vqaudio.training.export import export_release
-
-    _refuse_existing(output / "config.json", force)
-    try:
-        extra = json.loads(card.read_text()) if card else {}
-    except (json.JSONDecodeError, OSError) as e:
-        raise VQAudioError(f"{card}: {e}") from None
-    path = export_release(
-        codec,
-        output,
-        name,
-        vocoder_dir=vocoder,
-        card=extra,
-        half=half,
-        postfilter=postfilter,
-        postfilter_offset=postfilter_offset,
-        postfilter_data=postfilter_data,
-        postfilter_below=postfilter_below,
-        consistency_iters=consistency_iters,
-    )
-    typer.echo(f"released {name} -> {path}")
-
-
-@app.command("export-prior")
-@boundary
-def export_prior_cmd(
-    run: Annotated[Path, typer.Argument(help="A prior training run (its model, else its latest checkpoint).")],
-    into: Annotated[Path, typer.Option("--into", help="The folder of the codec it models (prior.* go there).")],
-    force: ForceOpt = False,
-) -> None:
-    """Put a trained token prior beside its codec (prior.json + prior.safetensors)."""
-    from vqaudio.training.export import export_prior
-
-    typer.echo(f"prior written to {export_prior(run, into, overwrite=force)}")
-
-
-@app.command("plot-log")
-@boundary
-def plot_log(
-    log: Annotated[Path, typer.Argument(help="metrics.jsonl of a training run.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")],
-    force: ForceOpt = False,
-) -> None:
-    """Draw a run's training curves (loss terms, codebook usage, validation) to a PNG."""
-    from vqaudio.training.plot import plot_metrics
-
-    _refuse_existing(output, force)
-    plot_metrics(log, output)
-    typer.echo(f"wrote {output}")
-
-
-def main() -> None:
-    app()
-
-
-# The prior's commands (generate, compress, decompress) and the units commands (units, convert) live in
-# modules of their own.
-from vqaudio import cli_prior, cli_units  # noqa: E402
-
-cli_prior.register(app)
-cli_units.register(app)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,144 @@
+"""The codec task: a VQ-VAE trained on audio crops (and, for a frozen encoder, its decoder or a distilled encoder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vqaudio.data.dataset import Batch
+from vqaudio.data.manifest import collect_entries
+from vqaudio.errors import ConfigError, VQAudioError
+from vqaudio.losses import (
+    MelLoss,
+    MultiResolutionSTFTLoss,
+    loudness_l1,
+    masked_asymmetric_l1,
+    masked_l1,
+    masked_mse,
+)
+from vqaudio.models.base import CodecModel
+from vqaudio.models.builders import build_codec
+from vqaudio.models.conditional import ConditionalVQVAE
+from vqaudio.models.io import load_model, save_model
+from vqaudio.models.spectral import SpectralVQVAE
+from vqaudio.quantizers.rvq import draw_num_codebooks
+from vqaudio.training.config import TrainConfig
+from vqaudio.training.discriminators import Discriminators, MelDiscriminators
+from vqaudio.training.tasks.base import StepResult, Task
+
+
+class CodecTask(Task):
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self.model: CodecModel = build_codec(config.model)
+        self.produces_audio = self.model.family == "waveform"
+        if self.produces_audio and config.loss.mel_over:
+            raise ConfigError("loss.mel_over applies to spectral codecs (their log-mel L1), not waveform ones")
+        self.stft_loss = MultiResolutionSTFTLoss()
+        self.mel_loss = MelLoss(config.model.mel)
+        # A frozen quantizer runs in eval mode and so skips quantizer dropout: draw the bitrate here instead,
+        # from a generator of its own, so the decoder still learns every prefix of the codebooks.
+        # (The identity quantizer of tests has nothing to drop.)
+        rvq = config.model.quantizer == "rvq"
+        self.draw_codebooks = rvq and "quantizer" in config.freeze and config.model.rvq.dropout > 0
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.teacher = None if config.teacher is None else load_teacher(config.teacher, self.model)
+
+    def step(self, model: nn.Module, batch: Batch) -> StepResult:
+        w = self.config.loss
+        n_codebooks = None
+        if self.draw_codebooks and float(torch.rand((), generator=self.generator)) < self.config.model.rvq.dropout:
+            n_codebooks = draw_num_codebooks(self.config.model.rvq, self.generator)
+        if batch.reference is None:
+            out = model(batch.audio, batch.lengths, n_codebooks)
+        else:
+            low, high = self.config.content_warp
+            warp = None
+            if high > low:
+                warp = low + (high - low) * torch.rand(batch.audio.shape[0], generator=self.generator)
+            out = model(
+                batch.audio,
+                batch.lengths,
+                n_codebooks,
+                reference=batch.reference,
+                reference_lengths=batch.reference_lengths,
+                warp=warp,
+            )
+        q = out.quantizer
+        metrics = {"perplexity": float(q.perplexity.mean()), "n_codebooks": float(q.codes.shape[1])}
+        if self.produces_audio:
+            rec = self.stft_loss(out.reconstruction, out.target)
+            mel = self.mel_loss(out.reconstruction, out.target)
+            loss = w.stft * rec + w.mel_audio * mel
+            metrics.update(stft=float(rec.detach()), mel_audio=float(mel.detach()))
+            fake, real = out.reconstruction, out.target
+        else:
+            l1 = masked_l1(out.reconstruction, out.target, out.mask)
+            l2 = masked_mse(out.reconstruction, out.target, out.mask)
+            if w.mel_over:
+                # The logged mel_l1 stays the symmetric one, comparable across runs.
+                asym = masked_asymmetric_l1(out.reconstruction, out.target, out.mask, w.mel_over)
+                loss = w.mel_l1 * asym + w.mel_l2 * l2
+            else:
+                loss = w.mel_l1 * l1 + w.mel_l2 * l2
+            metrics.update(mel_l1=float(l1.detach()), mel_l2=float(l2.detach()))
+            if w.mel_loudness:
+                loud = loudness_l1(out.reconstruction, out.target, out.mask, w.loudness_exponent)
+                loss = loss + w.mel_loudness * loud
+                metrics["mel_loudness"] = float(loud.detach())
+            fake = real = None
+            if w.adversarial:
+                # Normalised and masked alike, so padding looks the same on both sides.
+                assert isinstance(self.model, SpectralVQVAE)
+                fake = self.model.normalize(out.reconstruction) * out.mask
+                real = self.model.normalize(out.target) * out.mask
+        loss = loss + w.quantizer * q.loss
+        metrics["commitment"] = float(q.commitment_loss.detach())
+        if self.teacher is not None:
+            with torch.no_grad():
+                target, _ = self.teacher.latents(batch.audio, batch.lengths)
+            distill = masked_mse(out.latent, target, out.latent_mask)
+            loss = loss + w.distill * distill
+            metrics["distill"] = float(distill.detach())
+        return StepResult(loss, metrics, fake, real)
+
+    def discriminators(self) -> nn.Module:
+        return Discriminators() if self.produces_audio else MelDiscriminators()
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The quantizer's dropout draws (a residual quantizer's own generator) and the task's own (bitrate per
+        batch for a frozen quantizer, content warp)."""
+        found = {"quantizer_rng": getattr(self.model.quantizer, "generator", None), "task_rng": self.generator}
+        return {k: g for k, g in found.items() if isinstance(g, torch.Generator)}
+
+    def export(self, out_dir: Path, *, steps: int) -> Path:
+        codec = self.model
+        if isinstance(codec, ConditionalVQVAE):
+            # The voice decoded when none is given: fitted on the training audio.
+            from vqaudio.training.export import fit_default_speaker
+
+            d = self.config.data
+            files = [e.path for e in collect_entries(d.train, d.exclude_list, d.min_sample_rate)]
+            was_training = codec.training
+            codec.eval()
+            codec.decoder.default_speaker.copy_(fit_default_speaker(codec, files))
+            codec.train(was_training)
+        return save_model(out_dir, self.config.name, self.config.model, codec, None, card=self.training_card(steps))
+
+
+def load_teacher(directory: str, student: CodecModel) -> CodecModel:
+    """The codec whose encoder a student encoder imitates: frozen, in eval mode, and reading the same input
+    the same way (family, rate, hop, features, normalisation) into latents of the same size."""
+    loaded = load_model(directory)
+    teacher = loaded.codec
+    if teacher is None:
+        raise VQAudioError(f"{directory}: has no codec to learn from")
+    if teacher.analysis_settings() != student.analysis_settings():
+        raise VQAudioError(f"{directory}: the teacher's input settings differ from this config's codec")
+    if teacher.quantizer.dim != student.quantizer.dim:
+        raise VQAudioError(
+            f"{directory}: the teacher's latents have {teacher.quantizer.dim} channels, not {student.quantizer.dim}"
+        )
+    return teacher.float().eval().requires_grad_(False)
