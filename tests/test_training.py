@@ -135,6 +135,15 @@ def test_resume_is_exact(corpus: Path, tmp_path: Path) -> None:
     assert resumed.state_checksum() == straight.state_checksum()
 
 
+def test_starting_the_data_loader_leaves_the_global_stream_alone(corpus: Path, tmp_path: Path) -> None:
+    """A resume restores torch's global random stream, then starts a new loader: if starting one drew from that
+    stream, every later global draw (a codebook's dead-code restarts) would differ from the straight run's."""
+    trainer = Trainer(load_config(DEBUG, _overrides(corpus, steps=4)), tmp_path / "run", progress=False)
+    before = torch.get_rng_state()
+    iter(trainer._loader())
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def _train_cmd(corpus: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,

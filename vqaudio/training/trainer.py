@@ -186,6 +186,10 @@ class Trainer:
             collate_fn=collate_fn,
             num_workers=d.num_workers,
             persistent_workers=False,
+            # Starting an iterator draws a base seed for worker processes. From torch's global stream, that draw
+            # would happen again on resume, after the checkpoint's stream is restored, and shift every later
+            # global draw (dead-code restarts): a resumed run would drift from a straight one.
+            generator=torch.Generator().manual_seed(self.config.seed + self.step),
         )
 
     # -- loop ------------------------------------------------------------------------------------------
