@@ -44,10 +44,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
-from reference_codecs import REFERENCE_CODECS, MissingToolError, ReferenceCodec
 
 from vqaudio.errors import VQAudioError
 from vqaudio.evaluation import QualityScores, score
+from vqaudio.reference_codecs import REFERENCE_CODECS, MissingToolError, ReferenceCodec
 
 RATE = 16000  # default scoring rate; PESQ-WB itself always works on a 16 kHz copy
 GRIFFIN_LIM = "griffin-lim-true-mel"

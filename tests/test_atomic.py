@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vqaudio.atomic import atomic_open, write_atomic
+from vqaudio.atomic import STALE_SECONDS, atomic_open, write_atomic
 
 
 def test_write_replace_and_refuse(tmp_path: Path) -> None:
@@ -59,3 +59,26 @@ def test_a_killed_writer_leaves_the_old_file(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert target.read_bytes() == b"old content"
+
+
+def test_stale_temp_files_of_the_target_are_swept_on_the_next_write(tmp_path: Path) -> None:
+    """A killed writer's temp file goes at the next write to the same target once an hour has passed over it;
+    nothing else does: a fresh one (its writer may be alive), another target's, or a name not of our pattern."""
+    old = time.time() - STALE_SECONDS - 60
+    stale = tmp_path / ".out.vqt.0badc0de.tmp"
+    names = [
+        ".out.vqt.1234abcd.tmp",  # fresh
+        ".other.vqt.0badc0de.tmp",  # another target's
+        ".out.vqt.0BADC0DE.tmp",  # not our pattern: upper-case hex
+        ".out.vqt.0badc0de.tmp.bak",
+        "out.vqt.0badc0de.tmp",  # not hidden
+    ]
+    for name in [stale.name, *names]:
+        (tmp_path / name).write_bytes(b"x" * 100)
+        if name != ".out.vqt.1234abcd.tmp":
+            os.utime(tmp_path / name, (old, old))
+    (tmp_path / ".out.vqt.abcdef01.tmp").mkdir()  # a folder of our pattern is not ours to remove
+    os.utime(tmp_path / ".out.vqt.abcdef01.tmp", (old, old))
+    write_atomic(tmp_path / "out.vqt", b"tokens")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([*names, ".out.vqt.abcdef01.tmp", "out.vqt"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import soundfile as sf
 import torch
 
 from vqaudio import audio as audio_mod
-from vqaudio.audio import AudioData, check_samples, load_audio, resample, save_audio, to_mono
-from vqaudio.errors import AudioError, VQAudioError
+from vqaudio.audio import AudioData, check_samples, load_audio, open_audio_stream, resample, save_audio, to_mono
+from vqaudio.errors import AudioError, VQAudioError, VQAudioWarning
 
 # One LSB of each integer subtype, as a read tolerance (plus a little slack for rounding).
 _LSB = {"PCM_U8": 2**-7, "PCM_S8": 2**-7, "PCM_16": 2**-15, "PCM_24": 2**-23, "PCM_32": 2**-31}
@@ -291,13 +292,22 @@ def test_wav_truncated_right_after_header(tmp_path: Path) -> None:
 
 def test_wav_truncated_in_data_reads_what_is_there(tmp_path: Path) -> None:
     # Decision: libsndfile reads a data-truncated wav up to the cut, so we accept it (a partial
-    # download is still usable audio). 2 channels x 16 bit = 4 bytes per frame; an odd cut drops
-    # the partial frame.
+    # download is still usable audio), with a warning that gives the length its header declares and the
+    # length there is. 2 channels x 16 bit = 4 bytes per frame; an odd cut drops the partial frame.
     full = _wav_bytes(tmp_path, num_samples=1000)
     path = tmp_path / "half.wav"
     path.write_bytes(full[: 44 + 4 * 400 + 3])
 
-    data = load_audio(path)
+    with pytest.warns(VQAudioWarning, match=r"half\.wav is truncated: its header declares 1000 samples .* only 400"):
+        data = load_audio(path)
+    with pytest.warns(VQAudioWarning, match="truncated"):
+        stream = open_audio_stream(path)
+    assert stream.declared_frames == 1000 and stream.original_frames == 400
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VQAudioWarning)  # what the CLI's --strict does
+        with pytest.raises(VQAudioWarning, match="truncated"):
+            open_audio_stream(path)
+        load_audio(tmp_path / "src.wav")  # a whole file says nothing
 
     assert data.samples.shape == (2, 400)
     np.testing.assert_array_equal(data.samples.numpy(), load_audio(tmp_path / "src.wav").samples[:, :400].numpy())
@@ -521,3 +531,29 @@ def test_soxr_is_imported_lazily() -> None:
             assert all(alias.name != "soxr" for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             assert node.module != "soxr"
+
+
+@pytest.mark.parametrize(("channels", "subtype", "width"), [(1, "PCM_16", 2), (6, "PCM_24", 3), (2, "FLOAT", 4)])
+def test_declared_wav_frames_reads_the_riff_header(tmp_path: Path, channels: int, subtype: str, width: int) -> None:
+    """libsndfile trims a cut WAV's frame count to what is there; the RIFF header still says what was meant."""
+    import struct
+
+    from vqaudio.audio_checks import declared_wav_frames
+
+    path = tmp_path / "x.wav"
+    sf.write(path, _noise(channels, 1000), 8000, subtype=subtype)  # 6 channels: WAVE_FORMAT_EXTENSIBLE
+    data = path.read_bytes()
+    assert declared_wav_frames(str(path)) == 1000
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) - 400 * channels * width])
+    assert declared_wav_frames(str(cut)) == 1000 and sf.info(str(cut)).frames == 600
+    # A streamed WAV says nothing about its length, and nothing else is a WAV.
+    at = data.index(b"data") + 4
+    for placeholder in (0, 0x7FFFF000, 0xFFFFFFFF):
+        streamed = tmp_path / "streamed.wav"
+        streamed.write_bytes(data[:at] + struct.pack("<I", placeholder) + data[at + 4 :])
+        assert declared_wav_frames(str(streamed)) is None
+    flac = tmp_path / "x.flac"
+    sf.write(flac, _noise(1, 1000), 8000)
+    assert declared_wav_frames(str(flac)) is None
+    assert declared_wav_frames(str(tmp_path / "missing.wav")) is None

@@ -47,6 +47,7 @@ COMMANDS = (
     "generate",
     "units",
     "convert",
+    "compare",
 )
 
 runner = CliRunner()
@@ -61,18 +62,12 @@ def assert_ok(result: Result) -> None:
     assert "Traceback" not in result.output
 
 
-def assert_error(result: Result, match: str | None = None, *, progress: bool = False) -> str:
-    """Exit 1, one stderr line starting ``error:``, no uncaught exception; returns that line.
-
-    ``progress`` allows the lines of the several-files progress bar (``tokenize: 50%|...``) before it.
-    """
+def assert_error(result: Result, match: str | None = None) -> str:
+    """Exit 1, one stderr line starting ``error:``, no uncaught exception; returns that line."""
     # A VQAudioError ends in typer.Exit(1) -> SystemExit; any other exception would be a bug (traceback).
     assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}\n{result.output}"
     assert result.exit_code == 1, result.output
     lines = result.stderr.splitlines()
-    if progress:
-        assert result.stderr.endswith("\n")
-        lines = [ln for ln in lines if ln.strip() and not ln.startswith("tokenize: ")]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.output
@@ -142,7 +137,7 @@ def test_tokenize_output_option(speech_wav: Path, tmp_path: Path, model: str) ->
 
 def test_tokenize_out_dir_several_inputs_with_progress(tmp_path: Path, model: str) -> None:
     inputs = [write_wav(tmp_path / f"in{i}.wav", 0.3 + 0.1 * i, seed=i) for i in range(3)]
-    result = invoke("tokenize", *inputs, "--out-dir", tmp_path / "out", "--model", model)
+    result = invoke("tokenize", *inputs, "--out-dir", tmp_path / "out", "--model", model, "--progress")
     assert_ok(result)
     for i, src in enumerate(inputs):
         tf = load_codes(tmp_path / "out" / f"in{i}.vqt")
@@ -151,7 +146,11 @@ def test_tokenize_out_dir_several_inputs_with_progress(tmp_path: Path, model: st
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("3 file(s)"), result.stdout
     assert "frames" in lines[0] and "kbps" in lines[0]
-    assert "tokenize" in result.stderr
+    assert "tokenize" in result.stderr and "3/3 file" in result.stderr
+    # Off a terminal the bar is drawn only when asked for.
+    result = invoke("tokenize", *inputs, "--out-dir", tmp_path / "quiet", "--model", model)
+    assert_ok(result)
+    assert result.stderr == ""
 
 
 def test_tokenize_directory_input(tmp_path: Path, model: str) -> None:
@@ -495,10 +494,18 @@ def test_bad_audio_among_good_files(tmp_path: Path, model: str) -> None:
     good = write_wav(tmp_path / "good.wav", 0.3)
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
-    result = invoke("tokenize", good, bad, "--out-dir", tmp_path / "out", "--model", model)
-    # The progress bar is closed before the error, so the error starts its own line.
-    assert "\nerror: " in result.stderr
-    assert_error(result, "bad.wav", progress=True)
+    # The bad file comes first: the run goes past it, writes the good one, and lists the failure at the end.
+    result = invoke("tokenize", bad, good, "--out-dir", tmp_path / "out", "--model", model, "--progress")
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    # The progress bar is closed before the failures, so each starts its own line.
+    assert "\nfailed: " in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("tokenize: ")]
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"failed: {bad}: not a recognised audio file"), lines[0]
+    assert lines[1].startswith("error: 1 of 2 files failed"), lines[1]
+    assert result.stdout.startswith("1 file(s)")
+    assert load_codes(tmp_path / "out" / "good.vqt").header.original_length == round(0.3 * SR)
     assert not (tmp_path / "out" / "bad.vqt").exists()
 
 

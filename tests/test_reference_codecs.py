@@ -1,13 +1,9 @@
-"""Tests of benchmarks/reference_codecs.py on a short espeak-ng clip (skipped where the tools are absent)."""
+"""Tests of vqaudio/reference_codecs.py on a short espeak-ng clip (skipped where the tools are absent)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -15,23 +11,9 @@ import soundfile as sf
 import soxr
 
 from vqaudio import evaluation as ev
+from vqaudio import reference_codecs as rc
 
 RATE = 16000
-_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load_reference_codecs() -> ModuleType:
-    # benchmarks/ is a folder of scripts, not a package; load the module from its file. It must sit in
-    # sys.modules before it runs so that its dataclasses can resolve their own module.
-    spec = importlib.util.spec_from_file_location("reference_codecs", _BENCHMARKS / "reference_codecs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rc = _load_reference_codecs()
 
 
 def _have(*tools: str) -> bool:

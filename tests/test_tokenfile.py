@@ -190,6 +190,39 @@ def test_header_from_json_refuses_missing_key() -> None:
         TokenHeader.from_json(d)
 
 
+@pytest.mark.parametrize(
+    ("frames", "length", "ok"),
+    [
+        (50, 50 * 320, True),  # exactly ceil(length / hop)
+        (50, 49 * 320 + 1, True),
+        (51, 50 * 320, True),  # one frame either way is tolerated
+        (49, 50 * 320, True),
+        (1, 1, True),
+        (0, 0, True),
+        (52, 50 * 320, False),
+        (48, 50 * 320, False),
+        (50, 10**12, False),  # hours of audio claimed over a second of codes
+        (0, 50 * 320, False),
+    ],
+)
+def test_header_length_must_agree_with_frames(frames: int, length: int, ok: bool, tmp_path: Path) -> None:
+    d = {**make_header(f=frames).to_json(), "original_length": length}
+    if ok:
+        assert TokenHeader.from_json(d).original_length == length
+        return
+    with pytest.raises(TokenFileError, match="header fields disagree"):
+        TokenHeader.from_json(d)
+    # A file with such a header and a valid CRC is refused on read, and no writer makes one.
+    bad = tmp_path / "bad.vqt"
+    bad.write_bytes(craft_vqt(d, pack_codes(make_codes(f=frames), bits_per_code(1024))))
+    with pytest.raises(TokenFileError, match="header fields disagree"):
+        read_tokens(bad)
+    header = replace(make_header(f=frames), original_length=length)
+    with pytest.raises(TokenFileError, match="header fields disagree"):
+        write_tokens(tmp_path / "never.vqt", make_codes(f=frames), header)
+    assert not (tmp_path / "never.vqt").exists()
+
+
 # --------------------------------------------------------------------------------------------------
 # .vqt
 # --------------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ soundfile.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,20 @@ import soundfile as sf
 import torch
 
 from vqaudio.atomic import commit, temp_beside
+from vqaudio.audio_checks import (
+    check_readable,
+    declared_wav_frames,
+    describe_read_error,
+    one_line,
+    quiet_decoder,
+    warn_if_truncated,
+)
 from vqaudio.errors import AudioError
 
 __all__ = [
     "AudioData",
     "AudioStream",
+    "audio_duration",
     "check_samples",
     "load_audio",
     "open_audio_stream",
@@ -44,12 +52,6 @@ _WRITE_FORMATS: dict[str, tuple[str, str]] = {
     ".wav": ("WAV", "PCM_16"),
     ".flac": ("FLAC", "PCM_16"),
 }
-
-# Suffixes of audio formats libsndfile cannot decode. When libsndfile does not recognise such a file we
-# say "unsupported format" rather than "not an audio file", which would send the user looking for corruption.
-_FOREIGN_AUDIO_SUFFIXES = frozenset(
-    {".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".webm", ".mka", ".amr", ".ape", ".wv", ".ac3", ".mp2"}
-)
 
 # A sanity bound for save_audio: anything wider is almost surely a soundfile-style [T, C] array passed
 # where [C, T] was expected, and writing it would produce a file with thousands of channels.
@@ -139,22 +141,27 @@ def load_audio(path: str | os.PathLike[str], *, sample_rate: int | None = None, 
         AudioError: the file is missing, a directory, empty, not audio, truncated, in a format this
             libsndfile cannot decode, has zero frames, or holds NaN/Inf samples.
         ValueError: ``sample_rate`` is not positive.
+
+    A WAV that holds fewer samples than its header declares is read as far as it goes, with a
+    :class:`~vqaudio.errors.VQAudioWarning` that gives both lengths.
     """
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     name = os.fspath(path)
-    _check_readable(name)
+    check_readable(name)
 
     try:
-        data, file_sr = sf.read(name, dtype="float32", always_2d=True)
+        with quiet_decoder(name):
+            data, file_sr = sf.read(name, dtype="float32", always_2d=True)
     except sf.SoundFileError as exc:
-        raise AudioError(f"{name}: {_describe_read_error(name, exc)}") from exc
+        raise AudioError(f"{name}: {describe_read_error(name, exc)}") from exc
     except (OSError, RuntimeError, ValueError) as exc:
         # Defensive: soundfile's own checks and the OS can fail in ways libsndfile does not report.
-        raise AudioError(f"{name}: cannot read audio ({_one_line(str(exc))})") from exc
+        raise AudioError(f"{name}: cannot read audio ({one_line(str(exc))})") from exc
 
     if data.shape[0] == 0:
         raise AudioError(f"{name}: contains no audio frames (empty or truncated before the audio data)")
+    warn_if_truncated(name, declared_wav_frames(name) or 0, data.shape[0], int(file_sr))
     # soundfile gives [T, C]; copy into our contiguous [C, T] layout.
     samples = torch.from_numpy(np.ascontiguousarray(data.T))
     check_samples(samples, name)
@@ -171,6 +178,16 @@ def load_audio(path: str | os.PathLike[str], *, sample_rate: int | None = None, 
     return AudioData(samples=samples, sample_rate=int(sample_rate or file_sr))
 
 
+def audio_duration(path: str | os.PathLike[str]) -> float | None:
+    """Seconds of audio the file at ``path`` declares, or ``None`` when it cannot tell (for progress bars: the
+    readers report the problem)."""
+    try:
+        with quiet_decoder(os.fspath(path)):
+            return float(sf.info(os.fspath(path)).duration)
+    except (sf.SoundFileError, OSError, RuntimeError, ValueError):
+        return None
+
+
 @dataclass
 class AudioStream:
     """A file read block by block as mono float32 at ``sample_rate``: bounded memory for any length.
@@ -179,6 +196,11 @@ class AudioStream:
         path: the file.
         sample_rate: rate of the yielded blocks.
         original_sample_rate, original_channels, original_frames: what the file holds.
+        declared_frames: what its header declares, if more than ``original_frames`` (a truncated WAV); else 0.
+
+    A file that ends before the length it declares is read as far as it goes, with a
+    :class:`~vqaudio.errors.VQAudioWarning` that gives both lengths: when it is opened for a WAV (whose header
+    says), at the end of the reading for the other formats.
     """
 
     path: str
@@ -187,6 +209,7 @@ class AudioStream:
     original_channels: int
     original_frames: int
     block_frames: int
+    declared_frames: int = 0
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         """Yield ``[T_i]`` float32 blocks; raise :class:`AudioError` on NaN/Inf or a read failure."""
@@ -197,9 +220,12 @@ class AudioStream:
             stream = soxr.ResampleStream(self.original_sample_rate, self.sample_rate, 1, dtype="float32", quality="HQ")
         offset = 0
         try:
-            with sf.SoundFile(self.path) as f:
+            with quiet_decoder(self.path):
+                f = sf.SoundFile(self.path)
+            with f:
                 while True:
-                    data = f.read(self.block_frames, dtype="float32", always_2d=True)
+                    with quiet_decoder(self.path, f.format == "MPEG"):
+                        data = f.read(self.block_frames, dtype="float32", always_2d=True)
                     last = data.shape[0] < self.block_frames
                     block = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
                     if block.numel():
@@ -212,9 +238,10 @@ class AudioStream:
                     if last:
                         break
         except sf.SoundFileError as exc:
-            raise AudioError(f"{self.path}: {_describe_read_error(self.path, exc)}") from exc
+            raise AudioError(f"{self.path}: {describe_read_error(self.path, exc)}") from exc
         if offset == 0:
             raise AudioError(f"{self.path}: contains no audio frames (empty or truncated before the audio data)")
+        warn_if_truncated(self.path, self.original_frames, offset, self.original_sample_rate)
 
 
 def open_audio_stream(
@@ -226,18 +253,21 @@ def open_audio_stream(
         AudioError: as :func:`load_audio` for files that cannot be opened.
     """
     name = os.fspath(path)
-    _check_readable(name)
+    check_readable(name)
     try:
-        info = sf.info(name)
+        with quiet_decoder(name):
+            info = sf.info(name)
     except sf.SoundFileError as exc:
-        raise AudioError(f"{name}: {_describe_read_error(name, exc)}") from exc
+        raise AudioError(f"{name}: {describe_read_error(name, exc)}") from exc
     except (OSError, RuntimeError, ValueError) as exc:
-        raise AudioError(f"{name}: cannot read audio ({_one_line(str(exc))})") from exc
+        raise AudioError(f"{name}: cannot read audio ({one_line(str(exc))})") from exc
     if info.frames == 0:
         raise AudioError(f"{name}: contains no audio frames (empty or truncated before the audio data)")
     rate = int(sample_rate or info.samplerate)
     if rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    declared = declared_wav_frames(name) or 0
+    warn_if_truncated(name, declared, int(info.frames), int(info.samplerate))
     return AudioStream(
         name,
         rate,
@@ -245,6 +275,7 @@ def open_audio_stream(
         int(info.channels),
         int(info.frames),
         max(1024, int(block_seconds * info.samplerate)),
+        declared if declared > info.frames else 0,
     )
 
 
@@ -322,48 +353,11 @@ def _write_frames(
             raise AudioError(f"{name}: no audio to write")
         commit(tmp, target)
     except (sf.SoundFileError, OSError, RuntimeError, ValueError) as exc:
-        raise AudioError(f"{name}: cannot write audio ({_one_line(str(exc))})") from exc
+        raise AudioError(f"{name}: cannot write audio ({one_line(str(exc))})") from exc
     finally:
         # After a successful os.replace the temp name no longer exists; otherwise clean it up.
         if os.path.lexists(tmp):
             os.unlink(tmp)
-
-
-def _check_readable(name: str) -> None:
-    """Turn the file-system problems libsndfile reports only as "System error." into clear messages."""
-    try:
-        info = os.stat(name)
-    except FileNotFoundError as exc:
-        raise AudioError(f"{name}: no such file") from exc
-    except OSError as exc:
-        raise AudioError(f"{name}: cannot access file ({exc.strerror or exc})") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise AudioError(f"{name}: is a directory, not an audio file")
-    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
-        raise AudioError(f"{name}: file is empty (0 bytes)")
-    try:
-        with open(name, "rb"):
-            pass
-    except OSError as exc:
-        raise AudioError(f"{name}: cannot open file ({exc.strerror or exc})") from exc
-
-
-def _describe_read_error(name: str, exc: sf.SoundFileError) -> str:
-    """Explain a libsndfile failure on an existing, non-empty file in user terms."""
-    detail = _one_line(getattr(exc, "error_string", "") or str(exc)).rstrip(".")
-    suffix = Path(name).suffix.lower()
-    if "format not recognised" in detail.lower():
-        readable = sf.available_formats()
-        if suffix in _FOREIGN_AUDIO_SUFFIXES or (suffix == ".mp3" and "MP3" not in readable):
-            return (
-                f"unsupported audio format '{suffix}' (libsndfile {sf.__libsndfile_version__} reads "
-                f"{', '.join(sorted(readable))}); convert it to .wav or .flac first"
-            )
-        return "not a recognised audio file (no valid audio header)"
-    if "does not exist" in detail.lower():
-        # libsndfile's mp3 reader says this for a damaged stream; the file was checked to exist already.
-        return "corrupt or truncated audio file (the decoder could not open it)"
-    return f"corrupt or truncated audio file ({detail})"
 
 
 def _as_frames(samples: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -386,8 +380,3 @@ def _as_frames(samples: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     tensor = tensor.to(torch.float32)
     check_samples(tensor, name)
     return np.ascontiguousarray(tensor.clamp(-1.0, 1.0).numpy().T)
-
-
-def _one_line(text: str) -> str:
-    """Collapse whitespace so library messages fit the one-line error convention."""
-    return " ".join(text.split())

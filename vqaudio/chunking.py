@@ -20,12 +20,15 @@ yields each window's audio likewise. The wait is the lookahead (``docs/concepts.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeGuard
 
 import torch
 
 from vqaudio.errors import VQAudioError
+from vqaudio.inputs import read_past
 from vqaudio.models.base import CodecModel
 from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.precision import autocast
@@ -33,6 +36,18 @@ from vqaudio.vocoders.base import Vocoder
 
 # A decode window hands the next one a mel frame and the vocoder's running phase there ([B, K]).
 Carry = tuple[int, torch.Tensor]
+
+# The widest code search accepted. The search keeps ``beam`` candidates per codebook, so its time grows with the
+# width: 64 is 8 times the shipped models' default, while a width of 100,000 took 45 s on 1.5 s of speech.
+MAX_BEAM = 64
+
+Progress = Callable[[float], None]
+"""Called after each window of a long encode or decode with the seconds of audio it covered."""
+
+
+def is_beam(value: object) -> TypeGuard[int]:
+    """A code search width: a whole number from 1 to :data:`MAX_BEAM` (not a bool, which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BEAM
 
 
 def encode_context(model: CodecModel) -> int:
@@ -81,15 +96,20 @@ def iter_encode_windows(
     beam: int,
     dtype: torch.dtype,
     seen: list[int] | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[torch.Tensor]:
     """Codes ``[K, f_i]`` of successive windows of mono blocks ``[T_j]`` at the model's rate, each as soon as
-    the audio after it (its context) has arrived; ``seen[0]``, if given, counts the samples read."""
+    the audio after it (its context) has arrived; ``seen[0]``, if given, counts the samples read, and
+    ``progress``, if given, is told each window's seconds."""
     hop, c, w = model.hop_length, encode_context(model), window_frames
     buf = torch.zeros(0)
     buf_start = total = next_frame = 0
 
     def window(f0: int, f1: int) -> torch.Tensor:
-        return encode_window(model, buf, buf_start, f0, f1, total, n_codebooks=n_codebooks, beam=beam, dtype=dtype)
+        codes = encode_window(model, buf, buf_start, f0, f1, total, n_codebooks=n_codebooks, beam=beam, dtype=dtype)
+        if progress is not None:
+            progress((f1 - f0) / model.frame_rate)
+        return codes
 
     for block in blocks:
         buf = torch.cat([buf, block.float()])
@@ -123,6 +143,66 @@ def encode_padded(
     with autocast(dtype):
         codes = model.encode(batch, lengths, n_codebooks=n_codebooks, beam=beam)
     return [codes[j, :, : model.num_frames(m.numel())].clone() for j, m in enumerate(items)]
+
+
+def encode_items(
+    model: CodecModel,
+    items: Sequence[Iterable[torch.Tensor]],
+    *,
+    window_frames: int,
+    n_codebooks: int,
+    beam: int,
+    dtype: torch.dtype,
+) -> list[tuple[torch.Tensor, int]]:
+    """Codes ``[K, F_i]`` and length in samples of each item, given as mono blocks ``[T_j]`` at the model's rate.
+
+    Items up to one window long go through :func:`encode_padded` in one batch. A longer item (a file is read only
+    until it proves longer) is encoded alone by :func:`iter_encode_windows`, whole and in bounded memory.
+    """
+    limit = window_frames * model.hop_length
+    out: list[tuple[torch.Tensor, int] | None] = [None] * len(items)
+    short: list[tuple[int, torch.Tensor]] = []  # (position, mono samples)
+    for i, blocks in enumerate(items):
+        stream = iter(blocks)
+        head, read = read_past(stream, limit)
+        if read > limit:
+            seen = [0]
+            pieces = list(
+                iter_encode_windows(
+                    model,
+                    itertools.chain(head, stream),
+                    window_frames=window_frames,
+                    n_codebooks=n_codebooks,
+                    beam=beam,
+                    dtype=dtype,
+                    seen=seen,
+                )
+            )
+            out[i] = (torch.cat(pieces, dim=1), seen[0])
+        elif read == 0:
+            raise VQAudioError("audio is empty")
+        else:
+            short.append((i, torch.cat(head)))
+    if short:
+        batch = encode_padded(model, [m for _, m in short], n_codebooks=n_codebooks, beam=beam, dtype=dtype)
+        for codes, (i, m) in zip(batch, short, strict=True):
+            out[i] = (codes, m.numel())
+    return [item for item in out if item is not None]
+
+
+def trim_blocks(
+    blocks: Iterable[torch.Tensor], total: int, sample_rate: int, progress: Progress | None = None
+) -> Iterator[torch.Tensor]:
+    """The first ``total`` samples of audio blocks ``[T_i]``, clipped to [-1, 1], without empty blocks;
+    ``progress``, if given, is told each block's seconds at ``sample_rate``."""
+    remaining = total
+    for block in blocks:
+        block = block[:remaining].clamp(-1, 1)
+        remaining -= block.numel()
+        if block.numel():
+            yield block
+            if progress is not None:
+                progress(block.numel() / sample_rate)
 
 
 def check_codes(codes: torch.Tensor, model: CodecModel, name: str) -> None:

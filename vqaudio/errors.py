@@ -29,3 +29,12 @@ class ConfigError(VQAudioError):
 
 class UnknownKeyError(ConfigError):
     """A configuration names a setting this version does not have: a typo, or a file written by a newer one."""
+
+
+class VQAudioWarning(UserWarning):
+    """Something about the input the user should know that does not stop the work, e.g. a truncated file.
+
+    Raised with :func:`warnings.warn`: the library carries on and Python's warning filters decide what happens
+    (``warnings.simplefilter("error", VQAudioWarning)`` turns it into an exception). The CLI prints it as one
+    ``warning:`` line on stderr, and its ``--strict`` option makes it an error.
+    """

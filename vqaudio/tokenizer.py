@@ -12,11 +12,9 @@ model card in :mod:`vqaudio.card`.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeGuard
 
 import numpy as np
 import torch
@@ -25,10 +23,10 @@ from vqaudio import chunking
 from vqaudio.audio import AudioData, save_audio_blocks
 from vqaudio.backends import BackEnds
 from vqaudio.card import shipped_models
-from vqaudio.chunking import StreamingDecoder
+from vqaudio.chunking import MAX_BEAM, Progress, StreamingDecoder, is_beam
 from vqaudio.encoded import Encoded
 from vqaudio.errors import ModelError, VQAudioError
-from vqaudio.inputs import AudioInput, audio_blocks, read_past
+from vqaudio.inputs import AudioInput, audio_blocks
 from vqaudio.models.base import CODES_VERSION
 from vqaudio.models.builders import build_back_ends
 from vqaudio.models.conditional import ConditionalVQVAE
@@ -38,17 +36,10 @@ from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible, code_sea
 from vqaudio.vocoders.base import Vocoder
 from vqaudio.voices import check_speaker, reference_embedding
 
-__all__ = ["DEFAULT_MODEL", "AudioInput", "Encoded", "Tokenizer", "load", "shipped_models"]
+__all__ = ["DEFAULT_MODEL", "MAX_BEAM", "AudioInput", "Encoded", "Progress", "Tokenizer", "load", "shipped_models"]
 
 DEFAULT_WINDOW_SECONDS = 30.0
-
-
 DEFAULT_MODEL = "speech-16k"
-
-
-def _is_beam(value: object) -> TypeGuard[int]:
-    """A code search width: a whole number >= 1 (not a bool, which Python counts as an int)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def load(
@@ -66,7 +57,8 @@ def load(
     (``auto``): faster, for a change in the output far below the codec's own error (docs/results.md measures
     both). ``postfilter=False`` skips the model's post-filter, if it has one, and decodes the codec's plain
     output (the log-mel closest to the original, as training measures it). ``beam`` is the width of the code
-    search when encoding (1: greedy, the fastest; default: the model card's ``default_beam``, else 1).
+    search when encoding (1: greedy, the fastest, up to :data:`MAX_BEAM`; default: the model card's
+    ``default_beam``, else 1).
     """
     path = Path(model)
     shipped = shipped_models()
@@ -98,8 +90,8 @@ class Tokenizer:
     ) -> None:
         if loaded.codec is None:
             raise ModelError(f"{loaded.path}: holds only a vocoder, not a codec")
-        if beam is not None and not _is_beam(beam):
-            raise VQAudioError(f"--beam must be a whole number >= 1, got {beam!r}")
+        if beam is not None and not is_beam(beam):
+            raise VQAudioError(f"--beam must be a whole number from 1 to {MAX_BEAM}, got {beam!r}")
         self.encode_dtype = resolve_precision(encode_precision)
         self.decode_dtype = resolve_precision(decode_precision)
         self.loaded = loaded
@@ -186,7 +178,7 @@ class Tokenizer:
 
     # -- encode --------------------------------------------------------------------------------------
     def _encode_blocks(
-        self, blocks: Iterable[torch.Tensor], n: int, seen: list[int] | None = None
+        self, blocks: Iterable[torch.Tensor], n: int, seen: list[int] | None = None, progress: Progress | None = None
     ) -> Iterator[torch.Tensor]:
         return chunking.iter_encode_windows(
             self.model,
@@ -196,12 +188,8 @@ class Tokenizer:
             beam=self.beam,
             dtype=self.encode_dtype,
             seen=seen,
+            progress=progress,
         )
-
-    def _encode_all(self, blocks: Iterable[torch.Tensor], n: int) -> tuple[torch.Tensor, int]:
-        seen = [0]
-        pieces = list(self._encode_blocks(blocks, n, seen))
-        return torch.cat(pieces, dim=1), seen[0]
 
     @property
     def encode_lookahead(self) -> int:
@@ -223,15 +211,24 @@ class Tokenizer:
             yield from self._encode_blocks(blocks, n)
 
     @torch.inference_mode()
-    def encode(self, audio: AudioInput, sample_rate: int | None = None, *, n_codebooks: int | None = None) -> Encoded:
+    def encode(
+        self,
+        audio: AudioInput,
+        sample_rate: int | None = None,
+        *,
+        n_codebooks: int | None = None,
+        progress: Progress | None = None,
+    ) -> Encoded:
         """Encode a file path, or an array ``[T]``/``[C, T]`` at ``sample_rate``, into codes ``[K, F]``.
 
-        Channels are averaged to mono and the audio is resampled to the model's rate.
+        Channels are averaged to mono and the audio is resampled to the model's rate. ``progress`` is called
+        after each window (:data:`Progress`).
         """
         n = self._n(n_codebooks)
         blocks, orig_sr, channels = audio_blocks(audio, sample_rate, self.sample_rate)
-        codes, total = self._encode_all(blocks, n)
-        return self._encoded(codes, total, orig_sr, channels)
+        seen = [0]
+        codes = torch.cat(list(self._encode_blocks(blocks, n, seen, progress)), dim=1)
+        return self._encoded(codes, seen[0], orig_sr, channels)
 
     def _encoded(self, codes: torch.Tensor, length: int, orig_sr: int, channels: int) -> Encoded:
         return Encoded(
@@ -253,33 +250,20 @@ class Tokenizer:
         self, audios: Sequence[AudioInput], sample_rate: int | None = None, *, n_codebooks: int | None = None
     ) -> list[Encoded]:
         """Encode several file paths or ``[T_i]``/``[C, T_i]`` arrays at ``sample_rate``; arrays and files up to
-        one encode window long go through the model in one padded batch.
-
-        Padding never changes the codes: the model masks every position past an item's length after every
-        layer, so each item gets exactly the codes it gets alone. A longer item (a file is read only until it
-        proves longer) is encoded alone through the windowed path, whole and in bounded memory.
+        one encode window long go through the model in one padded batch, which never changes the codes (each
+        item gets exactly the codes it gets alone), and longer ones alone (:func:`vqaudio.chunking.encode_items`).
         """
         n = self._n(n_codebooks)
-        limit = self.window_frames * self.model.hop_length
-        out: list[Encoded | None] = [None] * len(audios)
-        short: list[tuple[int, torch.Tensor, int, int]] = []  # (position, mono samples, rate, channels)
-        for i, audio in enumerate(audios):
-            blocks, orig_sr, channels = audio_blocks(audio, sample_rate, self.sample_rate)
-            stream = iter(blocks)
-            head, read = read_past(stream, limit)
-            if read > limit:
-                codes, total = self._encode_all(itertools.chain(head, stream), n)
-                out[i] = self._encoded(codes, total, orig_sr, channels)
-            elif read == 0:
-                raise VQAudioError("audio is empty")
-            else:
-                short.append((i, torch.cat(head), orig_sr, channels))
-        if short:
-            items = [m for _, m, _, _ in short]
-            batch = chunking.encode_padded(self.model, items, n_codebooks=n, beam=self.beam, dtype=self.encode_dtype)
-            for codes, (i, m, orig_sr, channels) in zip(batch, short, strict=True):
-                out[i] = self._encoded(codes, m.numel(), orig_sr, channels)
-        return [e for e in out if e is not None]
+        opened = [audio_blocks(audio, sample_rate, self.sample_rate) for audio in audios]
+        coded = chunking.encode_items(
+            self.model,
+            [blocks for blocks, _, _ in opened],
+            window_frames=self.window_frames,
+            n_codebooks=n,
+            beam=self.beam,
+            dtype=self.encode_dtype,
+        )
+        return [self._encoded(c, t, sr, ch) for (c, t), (_, sr, ch) in zip(coded, opened, strict=True)]
 
     # -- decode --------------------------------------------------------------------------------------
     def stream_decoder(self, vocoder: str | None = None, speaker: torch.Tensor | None = None) -> StreamingDecoder:
@@ -388,20 +372,14 @@ class Tokenizer:
         vocoder: str | None = None,
         overwrite: bool = False,
         speaker: torch.Tensor | None = None,
+        progress: Progress | None = None,
     ) -> float:
-        """Decode straight to a wav/flac file window by window (bounded memory); returns the seconds written."""
+        """Decode straight to a wav/flac file window by window (bounded memory); returns the seconds written.
+        ``progress`` is called after each window (:data:`Progress`)."""
         tensor, original = self._codes_and_length(codes)
         total = original if original is not None else tensor.shape[1] * self.model.hop_length
-
-        def blocks() -> Iterator[torch.Tensor]:
-            remaining = total
-            for block in self.iter_decode(tensor, vocoder, speaker):
-                block = block[:remaining].clamp(-1, 1)
-                remaining -= block.numel()
-                if block.numel():
-                    yield block
-
-        save_audio_blocks(path, blocks(), self.sample_rate, overwrite=overwrite)
+        blocks = chunking.trim_blocks(self.iter_decode(tensor, vocoder, speaker), total, self.sample_rate, progress)
+        save_audio_blocks(path, blocks, self.sample_rate, overwrite=overwrite)
         return total / self.sample_rate
 
     def resynth(

@@ -1,7 +1,8 @@
 """The ``vqaudio`` command: thin typer commands over the library.
 
 Every command parses its arguments and calls library functions; a :class:`VQAudioError` becomes one line on
-stderr and exit code 1. Outputs are never overwritten without ``--force``.
+stderr and exit code 1. Outputs are never overwritten without ``--force``. Help is click's plain layout: rich's
+boxed tables leave an 18-character column for the descriptions in an 80-column terminal.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -37,14 +39,18 @@ def _main(
 
 
 def main() -> None:
+    from vqaudio.cli.common import exit_on_sigterm
+
+    exit_on_sigterm()
     app()
 
 
 # Each module's commands register on ``app`` in the order ``--help`` lists them: the codec's (tokenize ... models),
-# the training ones (train ... plot-log), the prior's (compress, decompress, generate), then units and convert.
-from vqaudio.cli import codec, generate, train, units  # noqa: E402
+# the training ones (train ... plot-log), the prior's (compress, decompress, generate), units and convert, then compare.
+from vqaudio.cli import codec, generate, report, train, units  # noqa: E402
 
 codec.commands.register(app)
 train.commands.register(app)
 generate.register(app)
 units.register(app)
+report.commands.register(app)

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import enum
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from vqaudio.cli.common import CommandGroup, ForceOpt, boundary, refuse_existing
+from vqaudio.cli.common import (
+    CommandGroup,
+    ForceOpt,
+    ProgressBar,
+    ProgressOpt,
+    StrictOpt,
+    be_strict,
+    boundary,
+    make_folder,
+    model_named_in,
+    refuse_existing,
+    refuse_same_files,
+)
+from vqaudio.cli.runs import RunResult, gather_inputs, report_failures, run_each
 from vqaudio.errors import VQAudioError
 
 commands = CommandGroup()
@@ -42,15 +54,18 @@ class VocoderChoice(str, enum.Enum):
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Shipped model name or model directory.")]
 NCodebooksOpt = Annotated[
     int | None,
-    typer.Option("--n-codebooks", "-k", min=1, help="Codebooks to use (default: the model's default bitrate)."),
+    typer.Option(
+        "--n-codebooks", "-k", min=1, metavar="K", help="Codebooks to use (default: the model's default bitrate)."
+    ),
 ]
 BeamOpt = Annotated[
     int | None,
     typer.Option(
         "--beam",
-        min=1,
-        help="Width of the code search (1: greedy, fastest; wider: codes closer to the encoder's output, for "
-        "exactly the codebooks asked for). Default: the model's default_beam.",
+        metavar="N",
+        help="Width of the code search, 1 to 64 (1: greedy, fastest; wider: codes closer to the encoder's output, "
+        "for exactly the codebooks asked for; above 64 is refused, the time grows with the width). "
+        "Default: the model's default_beam.",
     ),
 ]
 EncodePrecisionOpt = Annotated[
@@ -77,26 +92,6 @@ VocoderOpt = Annotated[
 ]
 
 
-def _gather_inputs(inputs: list[str]) -> list[Path]:
-    """Expand ``-`` (one path per stdin line) and directories (their audio files, sorted)."""
-    from vqaudio.data.manifest import AUDIO_SUFFIXES
-
-    paths: list[Path] = []
-    for item in inputs:
-        if item == "-":
-            paths += [Path(line.strip()) for line in sys.stdin if line.strip()]
-        elif Path(item).is_dir():
-            found = sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                raise VQAudioError(f"{item}: no audio files in this directory")
-            paths += found
-        else:
-            paths.append(Path(item))
-    if not paths:
-        raise VQAudioError("no input files given")
-    return paths
-
-
 @commands.command()
 @boundary
 def tokenize(
@@ -111,20 +106,37 @@ def tokenize(
     beam: BeamOpt = None,
     precision: EncodePrecisionOpt = Precision.float32,
     force: ForceOpt = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing", help="Keep outputs that are already token files of this model (finish a folder run)."
+        ),
+    ] = False,
+    strict: StrictOpt = False,
+    progress: ProgressOpt = None,
 ) -> None:
-    """Encode audio into a token file (default: IN.vqt beside each input)."""
-    from vqaudio.tokenfile import save_codes
+    """Encode audio into a token file (default: IN.vqt beside each input). A folder run goes on past a bad file
+    and lists the failures at the end (exit code 1)."""
+    from vqaudio.audio import audio_duration
+    from vqaudio.data.manifest import AUDIO_SUFFIXES
+    from vqaudio.tokenfile import load_codes, save_codes
     from vqaudio.tokenizer import load
 
-    paths = _gather_inputs(inputs)
+    be_strict(strict)
+    paths = gather_inputs(inputs)
     if output is not None and len(paths) > 1:
         raise VQAudioError("--output takes one input; use --out-dir for several")
-    suffix = output.suffix.lstrip(".").lower() if output is not None else ""
-    implied = TokenFormat(suffix) if suffix in TokenFormat._value2member_map_ else None
+    if output is not None:
+        refuse_same_files([output], paths)
+    suffix = output.suffix.lower() if output is not None else ""
+    if suffix in AUDIO_SUFFIXES:
+        raise VQAudioError(f"{output}: token files are not audio; name the output .vqt, .npy, .txt or .json")
+    implied = TokenFormat(suffix[1:]) if suffix[1:] in TokenFormat._value2member_map_ else None
     if fmt is not None and implied is not None and fmt != implied:
         raise VQAudioError(f"--format {fmt.value} does not match the output name {output}")
     fmt = fmt or implied or TokenFormat.vqt
-    tok = load(model, encode_precision=precision.value, beam=beam)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise VQAudioError(f"--out-dir {out_dir} is a file, not a folder")
     targets = []
     for p in paths:
         if output is not None:
@@ -135,27 +147,60 @@ def tokenize(
             targets.append(p.with_suffix("." + fmt.value))
     if len(set(targets)) != len(targets):
         raise VQAudioError("two inputs would write the same output name; use separate --out-dir runs")
-    for t in targets:
-        refuse_existing(t, force)
-    iterator: Any = zip(paths, targets, strict=True)
-    if len(paths) > 1:
-        from tqdm import tqdm
+    refuse_same_files(targets, paths)
+    existing = [t for t in targets if t.exists()] if not (force or skip_existing) else []
+    if existing:
+        what = f"{existing[0]} and {len(existing) - 1} other output(s) exist" if len(existing) > 1 else ""
+        raise VQAudioError(
+            f"{what or f'{existing[0]} exists'}; pass --force to overwrite, or --skip-existing to keep what exists"
+        )
+    tok = load(model, encode_precision=precision.value, beam=beam)
+    k = n_codebooks or tok.default_codebooks
+    tok.bitrate(k)  # refuses a bad --n-codebooks before any file is read
+    if out_dir is not None:
+        make_folder(out_dir)
+    frames, seconds = 0, 0.0  # of the files tokenized
 
-        iterator = tqdm(list(iterator), desc="tokenize", unit="file", file=sys.stderr)
-    frames = 0
-    seconds = 0.0
-    for src, dst in iterator:
-        enc = tok.encode(src, n_codebooks=n_codebooks)
-        dst.parent.mkdir(parents=True, exist_ok=True)
+    def finished(dst: Path) -> bool:
+        """Whether ``dst`` is already a token file of this model with the codebooks asked for."""
+        try:
+            tf = load_codes(dst)
+            tok.check_compatible(tf.header, str(dst))
+        except VQAudioError:
+            return False
+        return tf.header.num_codebooks == k
+
+    def one(src: Path, dst: Path) -> bool:
+        nonlocal frames, seconds
+        if dst.exists():
+            if skip_existing and finished(dst):
+                return False
+            if not force:
+                raise VQAudioError(f"{dst} exists but is not a token file of {tok.name}; pass --force to replace it")
+        make_folder(dst.parent)
+        duration = audio_duration(src) if len(paths) == 1 else None  # a bar per window for one file
+        with ProgressBar(progress if duration else False, "tokenize", duration or 0.0, "s") as bar:
+            enc = tok.encode(src, n_codebooks=n_codebooks, progress=bar)
         save_codes(dst, enc.codes.numpy(), enc.header(), fmt=fmt.value, overwrite=force)
         frames += enc.num_frames
         seconds += enc.original_length / enc.sample_rate
-    k = n_codebooks or tok.default_codebooks
-    where = targets[0] if len(targets) == 1 else (out_dir or "beside the inputs")
-    typer.echo(
-        f"{len(paths)} file(s), {seconds:.2f} s -> {frames} frames x {k} codebooks at "
-        f"{tok.frame_rate:g} Hz ({tok.bitrate(k) / 1000:.2f} kbps) -> {where}"
-    )
+        return True
+
+    jobs = list(zip(paths, targets, strict=True))
+    if len(jobs) == 1:  # one file: its error is the command's, as one line
+        result = RunResult(done=1) if one(*jobs[0]) else RunResult(skipped=1)
+    else:
+        result = run_each(jobs, one, desc="tokenize", progress=progress)
+    skipped = f"; {result.skipped} skipped (already tokenized)" if result.skipped else ""
+    if result.done:
+        where = targets[0] if len(targets) == 1 else (out_dir or "beside the inputs")
+        typer.echo(
+            f"{result.done} file(s), {seconds:.2f} s -> {frames} frames x {k} codebooks at "
+            f"{tok.frame_rate:g} Hz ({tok.bitrate(k) / 1000:.2f} kbps) -> {where}{skipped}"
+        )
+    elif result.skipped:
+        typer.echo(f"no file tokenized; {result.skipped} skipped (already tokenized by {tok.name})")
+    report_failures(result, len(jobs))
 
 
 def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postfilter: bool) -> tuple[Any, Any]:
@@ -180,7 +225,8 @@ def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postf
             codes=tf.codes,
         )
     else:
-        tok = load(tok_model or tf.header.model_id, decode_precision=decode_precision, postfilter=postfilter)
+        name = model_named_in(tf.header.model_id, tok_model, path)
+        tok = load(name, decode_precision=decode_precision, postfilter=postfilter)
     return tf, tok
 
 
@@ -196,11 +242,16 @@ def detokenize(
     precision: DecodePrecisionOpt = Precision.auto,
     postfilter: PostFilterOpt = True,
     force: ForceOpt = False,
+    progress: ProgressOpt = None,
 ) -> None:
     """Decode a token file back into audio."""
+    refuse_same_files([output], [tokens])
     refuse_existing(output, force)
     tf, tok = _load_tokens(tokens, model, precision.value, postfilter)
-    seconds = tok.decode_to_file(tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force)
+    with ProgressBar(progress, "detokenize", tf.header.original_length / tok.sample_rate, "s") as bar:
+        seconds = tok.decode_to_file(
+            tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force, progress=bar
+        )
     typer.echo(f"{tokens} -> {output} ({seconds:.2f} s at {tok.sample_rate} Hz)")
 
 
@@ -216,18 +267,25 @@ def resynth(
     precision: DecodePrecisionOpt = Precision.auto,
     postfilter: PostFilterOpt = True,
     force: ForceOpt = False,
+    strict: StrictOpt = False,
+    progress: ProgressOpt = None,
 ) -> None:
     """Encode and decode: hear what the codec keeps (encoding in float32, as tokenize does by default)."""
+    from vqaudio.audio import audio_duration
     from vqaudio.tokenizer import load
 
-    if output.resolve() == input.resolve():
-        raise VQAudioError("output would overwrite the input; choose another name")
+    be_strict(strict)
+    refuse_same_files([output], [input])
     refuse_existing(output, force)
     tok = load(model, decode_precision=precision.value, postfilter=postfilter, beam=beam)
-    enc = tok.encode(input, n_codebooks=n_codebooks)
+    seconds = audio_duration(input)
+    with ProgressBar(progress if seconds else False, "encode", seconds or 0.0, "s") as bar:
+        enc = tok.encode(input, n_codebooks=n_codebooks, progress=bar)
     # A speaker-conditioned model speaks the input's units in the input's own voice.
     speaker = tok.speaker_embedding(input) if tok.conditional else None
-    tok.decode_to_file(enc, output, vocoder=vocoder.value if vocoder else None, overwrite=force, speaker=speaker)
+    back_end = vocoder.value if vocoder else None
+    with ProgressBar(progress, "decode", enc.original_length / tok.sample_rate, "s") as bar:
+        tok.decode_to_file(enc, output, vocoder=back_end, overwrite=force, speaker=speaker, progress=bar)
     typer.echo(
         f"{input} -> {output}: {enc.num_frames} frames x {enc.num_codebooks} codebooks "
         f"({enc.bitrate / 1000:.2f} kbps), vocoder {vocoder.value if vocoder else tok.default_vocoder or 'none'}"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vqaudio.cli.common import boundary, refuse_output
+from vqaudio.cli.common import boundary, model_named_in, refuse_output, refuse_same_files
 from vqaudio.errors import VQAudioError
 
 AUDIO_OUT = (".wav", ".flac")
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         refuse_output(output, [input], force)
         if input.suffix.lower().lstrip(".") in FORMATS:
             tokens = load_codes(input)
-            tok = load(model or tokens.header.model_id)
+            tok = load(model_named_in(tokens.header.model_id, model, input))
             vqz = compress_tokens(tok, tokens)
         else:
             tok = load(model or "speech-16k")
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
             raise VQAudioError(f"{output}: write tokens (.{', .'.join(FORMATS)}) or audio (.wav, .flac)")
         refuse_output(output, [input], force)
         vqz = read_vqz(input)
-        tok = load(model or vqz.header.model_id)
+        tok = load(model_named_in(vqz.header.model_id, model, input))
         tokens = decompress_tokens(tok, vqz, str(input))
         if fmt in FORMATS:
             save_codes(output, tokens.codes, tokens.header, fmt=fmt, overwrite=force)
@@ -107,6 +107,8 @@ def register(app: typer.Typer) -> None:
 
         if not 0 < seconds <= 600:
             raise VQAudioError(f"--seconds must be in (0, 600], got {seconds}")
+        if prompt is not None:  # a prompt may sit among the samples of an earlier run; it is never replaced
+            refuse_same_files([out_dir / f"sample-{i:02d}{s}" for i in range(n) for s in (".wav", ".vqt")], [prompt])
         written = generate_to_files(
             load(model),
             out_dir,

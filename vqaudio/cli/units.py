@@ -13,7 +13,9 @@ import typer
 
 from vqaudio.cli.common import boundary, refuse_output
 
-units_app = typer.Typer(help="Discrete units for a corpus: extract (batched, resumable, sharded), then merge.")
+units_app = typer.Typer(
+    help="Discrete units for a corpus: extract (batched, resumable, sharded), then merge.", rich_markup_mode=None
+)
 
 
 @units_app.command("extract")

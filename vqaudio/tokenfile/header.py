@@ -240,6 +240,19 @@ def _check_header(h: TokenHeader, source: str) -> None:
         )
     if not math.isfinite(h.frame_rate) or h.frame_rate < 0 or (h.frame_rate == 0 and not h.is_unknown):
         raise TokenFileError(f"{source}: header 'frame_rate' is {h.frame_rate}; it must be positive")
+    if h.is_unknown:
+        return
+    # The encoder makes ceil(original_length / hop) frames (at least one) for original_length samples. One frame
+    # either way is tolerated, no more: a header that claims hours of audio over a few frames (or the reverse)
+    # was edited or corrupted, and its length must not be trusted by a decoder, `info` or a progress bar.
+    hop = h.sample_rate / h.frame_rate
+    expected = max(1, math.ceil(h.original_length / hop)) if h.original_length else 0
+    if abs(h.num_frames - expected) > 1:
+        raise TokenFileError(
+            f"{source}: header fields disagree: 'original_length' {h.original_length} samples "
+            f"({h.original_length / h.sample_rate:.2f} s at {h.sample_rate} Hz) would take {expected} frames at "
+            f"{h.frame_rate:g} Hz, but 'num_frames' is {h.num_frames}"
+        )
 
 
 def _header_json_text(header: TokenHeader, source: str) -> str:

@@ -5,7 +5,8 @@ decoded signal ``[T]`` at the same rate and length. Decoders add a few milliseco
 left in on purpose, because :func:`vqaudio.evaluation.score` measures and removes it for every system
 alike.
 
-The tools come from Debian: ``apt-get install codec2 opus-tools``.
+The tools come from Debian: ``apt-get install codec2 opus-tools``. ``benchmarks/quality.py`` scores them
+beside vqaudio's models and ``vqaudio compare --reference-codecs`` adds them to a listening report.
 """
 
 from __future__ import annotations
