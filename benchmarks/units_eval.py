@@ -16,8 +16,9 @@ speakers:
     conversion      (``--convert MODEL``) pairs of different speakers: the source's utterance spoken in the
                     voice of the first half of the target's utterance; an independent speaker-verification
                     model (resemblyzer's, ``pip install webrtcvad-wheels`` then ``pip install --no-deps
-                    resemblyzer``) embeds the result, the *second* half of the target's utterance and the second
-                    half of the source's: the cosine to each, and the share of pairs closer to the target
+                    resemblyzer``) embeds the result and another clip of each speaker: the *second* half of
+                    the target's utterance (not the voice reference) and the *first* half of the source's (not
+                    the converted words); the cosine to each, and the share of pairs closer to the target
 
 A system is ``MODEL`` (its codebook 0) or ``MODEL:K`` (codebook K).
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,23 +51,46 @@ def speaker_id_accuracy(features: np.ndarray, labels: np.ndarray, seed: int, ste
         idx = np.flatnonzero(labels == s)
         rng.shuffle(idx)
         train[idx[: max(1, len(idx) // 2)]] = True
+    classify = fit_softmax(features[train], labels[train], int(labels.max()) + 1, steps)
+    return float((classify(features[~train]).argmax(1) == labels[~train]).mean())
+
+
+def fit_softmax(
+    features: np.ndarray, labels: np.ndarray, n_classes: int, steps: int = 300
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Softmax regression (L2 1e-3, LBFGS) on ``features`` ``[N, D]``; returns a function giving logits."""
     x = torch.tensor(features, dtype=torch.float64)
     y = torch.tensor(labels)
-    w = torch.zeros(x.shape[1], int(labels.max()) + 1, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(int(labels.max()) + 1, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
-    mask = torch.from_numpy(train)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x[mask] @ w + b, y[mask]) + 1e-3 * w.pow(2).sum()
+        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + 1e-3 * w.pow(2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    with torch.no_grad():
-        pred = (x[~mask] @ w + b).argmax(1)
-    return float((pred == y[~mask]).double().mean())
+
+    def logits(f: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return (torch.tensor(f, dtype=torch.float64) @ w + b).numpy()
+
+    return logits
+
+
+def mfcc_segments(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Mean and spread of 20 MFCCs over each ``SEGMENT``-second stretch: ``[segments, 40]``."""
+    import librosa
+
+    n = int(SEGMENT * rate)
+    pieces = [audio[i : i + n] for i in range(0, max(1, len(audio) - n + 1), n)]
+    stats = []
+    for piece in pieces:
+        m = librosa.feature.mfcc(y=piece, sr=rate, n_mfcc=20)
+        stats.append(np.concatenate([m.mean(1), m.std(1)]))
+    return np.array(stats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,23 +180,41 @@ def convert_rows(model: str, files: list[tuple[Path, str]], n_pairs: int) -> lis
     def embed(x: np.ndarray) -> np.ndarray:
         return judge.embed_utterance(preprocess_wav(soxr.resample(x, tok.sample_rate, 16000), source_sr=16000))
 
+    first = {s: embed(h[0]) for s, h in halves.items()}
     second = {s: embed(h[1]) for s, h in halves.items()}
-    rng = np.random.default_rng(0)
+    # A second judge that shares nothing with a d-vector reference encoder: softmax regression on MFCC statistics
+    # of 2 s segments of each reader's first half; it names the reader of a converted utterance from the mean of
+    # its segments' logits. Its accuracy on the readers' real second halves says how far to trust it.
     names = sorted(halves)
+    seg = {s: mfcc_segments(halves[s][0], tok.sample_rate) for s in names}
+    feats = np.concatenate([seg[s] for s in names])
+    centre, spread = feats.mean(0), feats.std(0) + 1e-8
+    labels = np.concatenate([np.full(len(seg[s]), i) for i, s in enumerate(names)])
+    classify = fit_softmax((feats - centre) / spread, labels, len(names))
+
+    def reader(x: np.ndarray) -> str:
+        return names[int(classify((mfcc_segments(x, tok.sample_rate) - centre) / spread).mean(0).argmax())]
+
+    judge_real = np.mean([reader(halves[s][1]) == s for s in names])
+    rng = np.random.default_rng(0)
     pairs = set()
     while len(pairs) < min(n_pairs, len(names) * (len(names) - 1)):
         a, b = rng.choice(len(names), 2, replace=False)
         pairs.add((names[a], names[b]))
-    to_target, to_source, closer = [], [], 0
+    to_target, to_source, closer, named_target, named_source = [], [], 0, 0, 0
     for source, target in sorted(pairs):
         speaker = tok.speaker_embedding(halves[target][0], tok.sample_rate)
         enc = tok.encode(halves[source][1], tok.sample_rate)
         converted = tok.decode(enc, speaker=speaker).samples[0].numpy()
         e = embed(converted)
-        t, s = float(e @ second[target]), float(e @ second[source])
+        # Each side judged on a clip the conversion did not see: the target's other half, the source's other half.
+        t, s = float(e @ second[target]), float(e @ first[source])
         to_target.append(t)
         to_source.append(s)
         closer += t > s
+        named = reader(converted)
+        named_target += named == target
+        named_source += named == source
     baseline = [float(second[a] @ second[b]) for a, b in sorted(pairs)]
     return [
         f"Voice conversion with {model}: {len(pairs)} source/target pairs of different readers (resemblyzer cosine)",
@@ -180,6 +223,10 @@ def convert_rows(model: str, files: list[tuple[Path, str]], n_pairs: int) -> lis
         "|---:|---:|---:|---:|",
         f"| {np.mean(to_target):.3f} | {np.mean(to_source):.3f} | {np.mean(baseline):.3f} | "
         f"{closer}/{len(pairs)} ({100 * closer / len(pairs):.0f} %) |",
+        "",
+        f"MFCC-statistics judge ({len(names)} readers; {100 * judge_real:.0f} % right on their real second halves): "
+        f"converted speech named as the target in {named_target}/{len(pairs)} pairs, as the source in "
+        f"{named_source}/{len(pairs)}",
     ]
 
 

@@ -21,6 +21,9 @@ from torch import nn
 from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack
 from vqaudio.errors import ConfigError
 from vqaudio.models.base import CodecOutput
+from vqaudio.models.dvector import HIDDEN as DVECTOR_DIM
+from vqaudio.models.dvector import SAMPLE_RATE as DVECTOR_RATE
+from vqaudio.models.dvector import DVectorEncoder
 from vqaudio.models.spectral import SpectralDecoder, SpectralNetConfig, SpectralVQVAE
 from vqaudio.quantizers.base import BaseQuantizer
 from vqaudio.spectral import MelConfig
@@ -28,15 +31,20 @@ from vqaudio.spectral import MelConfig
 
 @dataclass(frozen=True)
 class SpeakerConfig:
-    """The reference encoder: a ConvNeXt stack over log-mel, mean-pooled over time to ``dim`` numbers."""
+    """The reference encoder. ``learned``: a ConvNeXt stack over log-mel, mean-pooled over time to ``dim``
+    numbers, trained with the codec. ``dvector``: a pretrained speaker-verification network, frozen
+    (:mod:`vqaudio.models.dvector`), its 256 numbers projected to ``dim`` by a trained linear layer."""
 
     channels: int = 128
     depth: int = 3
     dim: int = 128
+    encoder: str = "learned"
 
     def __post_init__(self) -> None:
         if self.channels < 1 or self.depth < 1 or self.dim < 1:
             raise ConfigError("speaker channels, depth and dim must be >= 1")
+        if self.encoder not in ("learned", "dvector"):
+            raise ConfigError(f"speaker encoder must be 'learned' or 'dvector', got {self.encoder!r}")
 
 
 class ReferenceEncoder(nn.Module):
@@ -55,6 +63,21 @@ class ReferenceEncoder(nn.Module):
         return nn.functional.normalize(self.out(pooled), dim=-1)
 
 
+class DVectorReference(nn.Module):
+    """Audio ``[B, 1, T]`` at 16 kHz with lengths ``[B]`` -> speaker embedding ``[B, dim]`` (unit length): the
+    frozen d-vector of each clip, then a trained projection."""
+
+    def __init__(self, cfg: SpeakerConfig) -> None:
+        super().__init__()
+        self.dvector = DVectorEncoder()
+        self.proj = nn.Linear(DVECTOR_DIM, cfg.dim)
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        ends = [audio.shape[-1]] * audio.shape[0] if lengths is None else [int(n) for n in lengths]
+        dvectors = self.dvector.embed([audio[b, 0, :n] for b, n in enumerate(ends)])
+        return nn.functional.normalize(self.proj(dvectors), dim=-1)
+
+
 class ConditionalDecoder(SpectralDecoder):
     """The spectral decoder with the speaker embedding added to its features at every time resolution."""
 
@@ -63,7 +86,9 @@ class ConditionalDecoder(SpectralDecoder):
     def __init__(self, n_mels: int, cfg: SpectralNetConfig, speaker: SpeakerConfig) -> None:
         super().__init__(n_mels, cfg)
         c, _ = cfg.decoder_width
-        self.reference = ReferenceEncoder(n_mels, speaker)
+        self.reference: ReferenceEncoder | DVectorReference = (
+            DVectorReference(speaker) if speaker.encoder == "dvector" else ReferenceEncoder(n_mels, speaker)
+        )
         self.condition = nn.ModuleList(nn.Linear(speaker.dim, c) for _ in range(len(cfg.strides) + 1))
         self.register_buffer("default_speaker", torch.zeros(speaker.dim))
 
@@ -88,13 +113,18 @@ class ConditionalVQVAE(SpectralVQVAE):
         self, mel: MelConfig, net: SpectralNetConfig, speaker: SpeakerConfig, quantizer: BaseQuantizer
     ) -> None:
         super().__init__(mel, net, quantizer)
+        if speaker.encoder == "dvector" and mel.sample_rate != DVECTOR_RATE:
+            raise ConfigError(f"the d-vector reference encoder needs {DVECTOR_RATE} Hz audio, not {mel.sample_rate}")
         self.speaker_config = speaker
         self.decoder: ConditionalDecoder = ConditionalDecoder(mel.n_mels, net, speaker)
 
     def speaker_embedding(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Reference audio ``[B, 1, T]`` -> speaker embeddings ``[B, S]``."""
+        reference = self.decoder.reference
+        if isinstance(reference, DVectorReference):
+            return reference(audio, lengths)
         mel, mask = self._mel_and_mask(audio, lengths)
-        return self.decoder.reference(self.normalize(mel), mask)
+        return reference(self.normalize(mel), mask)
 
     def forward(
         self,
