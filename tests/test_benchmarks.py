@@ -335,3 +335,16 @@ def test_units_speaker_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     row = next(line for line in out.read_text().splitlines() if line.startswith(f"| {tiny_model_dir}:1"))
     rate, digit, speaker = (float(c) for c in row.split("|")[2:5])
     assert rate > 0 and 0 <= digit <= 1 and 0 <= speaker <= 1
+
+
+def test_word_error_counts_edits() -> None:
+    """The word-level edit distance behind benchmarks/units_wer.py."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from units_wer import edits
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert edits(["the", "cat", "sat"], ["the", "cat", "sat"]) == 0
+    assert edits(["the", "cat", "sat"], ["a", "cat", "sat", "down"]) == 2  # one substitution, one insertion
+    assert edits(["the", "cat", "sat"], []) == 3
+    assert edits([], ["x", "y"]) == 2
