@@ -9,7 +9,8 @@ them. An independent speaker-verification model (resemblyzer's; ``pip install we
 ``pip install --no-deps resemblyzer``) embeds the prompt, the sampled continuation (the audio after the
 prompt) and the utterance's own next seconds; the table gives the mean cosine of prompt to continuation,
 against prompt to the true continuation (same reader: the ceiling) and prompts of two different readers
-(the floor).
+(the floor). A prior with a GRU context, which has no integer engine, is sampled in float32 with a seeded
+torch generator (:func:`sample_gru`): the same draws in spirit, not bit-identical across machines.
 """
 
 from __future__ import annotations
@@ -19,6 +20,31 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+
+def sample_gru(model: object, prompt: np.ndarray, frames: int, temperature: float, seed: int) -> np.ndarray:
+    """Codes ``[K, P + frames]`` from a GRU-context prior: the prompt ``[K, P]`` read by the GRU, then each frame's
+    codebooks drawn in order, the frame fed back."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    k_total = model.config.num_codebooks  # type: ignore[attr-defined]
+    codes = torch.from_numpy(prompt).long()
+    with torch.inference_mode():
+        start = torch.zeros(1, 1, model.config.dim)  # type: ignore[attr-defined]
+        seen = model.embed_frames(codes[None]).transpose(1, 2)  # type: ignore[attr-defined]
+        out, state = model.gru(torch.cat([start, seen], dim=1))  # type: ignore[attr-defined]
+        ctx = out[:, -1:].transpose(1, 2)
+        made = []
+        for _ in range(frames):
+            frame = torch.zeros(1, k_total, 1, dtype=torch.long)
+            for k in range(k_total):
+                logits = model.head(ctx, frame, k)[0, 0] / temperature  # type: ignore[attr-defined]
+                frame[0, k, 0] = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=g))
+            made.append(frame[0, :, 0])
+            out, state = model.gru(model.embed_frames(frame).transpose(1, 2), state)  # type: ignore[attr-defined]
+            ctx = out.transpose(1, 2)
+    return torch.cat([codes, torch.stack(made, dim=1)], dim=1).numpy()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tok = vqaudio.load(args.model)
     model, _ = prior_for(tok)
-    prior = IntegerPrior(model)
+    prior = IntegerPrior(model) if model.config.context == "conv" else None
     judge = VoiceEncoder("cpu", verbose=False)
     sr = tok.sample_rate
 
@@ -62,9 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seen.add(speaker)
         prompt = audio[:p_len]
-        codes = tok.encode(prompt, sr, n_codebooks=prior.config.num_codebooks).codes.numpy()
+        codes = tok.encode(prompt, sr, n_codebooks=model.config.num_codebooks).codes.numpy()
         frames = round(args.seconds * tok.frame_rate)
-        sampled = sample_codes(prior, frames, prompt=codes, temperature=args.temperature, seed=0)
+        if prior is None:
+            sampled = sample_gru(model, codes, frames, args.temperature, seed=0)
+        else:
+            sampled = sample_codes(prior, frames, prompt=codes, temperature=args.temperature, seed=0)
         out = tok.decode(sampled).samples[0].numpy()
         rows.append(
             (embed(prompt), embed(out[codes.shape[1] * tok.model.hop_length :]), embed(audio[p_len : p_len + c_len]))

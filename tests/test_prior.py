@@ -66,6 +66,25 @@ def test_frame_and_codebook_order_is_causal() -> None:
     assert not torch.equal(a[:, :, 13], b[:, :, 13])  # and the next frame does
 
 
+def test_gru_context_is_causal_and_has_no_integer_engine() -> None:
+    """The recurrent context measured against the conv stack: causal like it, with a memory past any fixed
+    receptive field, and refused by the integer engine (compression needs exact arithmetic)."""
+    config = PriorConfig(num_codebooks=3, codebook_size=64, dim=24, head_dim=24, context="gru", gru_layers=1)
+    model = _prior(config)
+    codes = _codes(config, 200)[None]
+    changed = codes.clone()
+    changed[0, 0, 3] = (changed[0, 0, 3] + 1) % config.codebook_size
+    with torch.no_grad():
+        a, b = model(codes).logits, model(changed).logits
+    assert torch.equal(a[:, :, :3], b[:, :, :3]) and torch.equal(a[:, 0, 3], b[:, 0, 3])
+    assert not torch.equal(a[:, :, 199], b[:, :, 199])  # 196 frames later, still remembered
+    with pytest.raises(VQAudioError, match="integer engine") as exc:
+        IntegerPrior(model)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ConfigError, match="context"):
+        PriorConfig(context="transformer")
+
+
 def test_integer_engine_follows_the_float_network() -> None:
     model = _prior()
     codes = _codes(SMALL, 25)

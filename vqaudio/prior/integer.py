@@ -26,6 +26,7 @@ import functools
 import numpy as np
 import torch
 
+from vqaudio.errors import VQAudioError
 from vqaudio.prior.model import TokenPrior
 
 A_BITS = 12  # activations: integers in units of 2**-12
@@ -87,6 +88,8 @@ class IntegerPrior:
 
     def __init__(self, model: TokenPrior) -> None:
         c = model.config
+        if c.context != "conv":
+            raise VQAudioError(f"a prior with a {c.context} context has no integer engine: only the conv prior codes")
         self.config = c
         self.frame_embed = [_fixed(t.weight, A_BITS) for t in model.frame_embed]
         self.within_embed = [_fixed(t.weight, A_BITS) for t in model.within_embed]

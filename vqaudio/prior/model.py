@@ -34,6 +34,10 @@ class PriorConfig:
     kernel_size: int = 3
     head_dim: int = 256
     dropout: float = 0.0  # on the residual branches and the head's hidden layer, in training only
+    # "conv": the dilated stack (integer engine: compression and sampling). "gru": a recurrent context with no
+    # fixed receptive field, measured against it (benchmarks/prior_bits.py); float only, no integer engine.
+    context: str = "conv"
+    gru_layers: int = 2
 
     def __post_init__(self) -> None:
         if self.num_codebooks < 1 or self.codebook_size < 2 or self.dim < 1 or self.head_dim < 1:
@@ -42,10 +46,12 @@ class PriorConfig:
             raise ConfigError(f"prior dropout must be in [0, 1), got {self.dropout}")
         if not self.dilations or any(d < 1 for d in self.dilations) or self.kernel_size < 1:
             raise ConfigError("prior dilations and kernel_size must be >= 1")
+        if self.context not in ("conv", "gru") or self.gru_layers < 1:
+            raise ConfigError(f"prior context must be 'conv' or 'gru' (gru_layers >= 1), got {self.context!r}")
 
     @property
     def receptive_field(self) -> int:
-        """Frames before ``t`` that frame ``t``'s probabilities depend on."""
+        """Frames before ``t`` that frame ``t``'s probabilities depend on (the conv context; a GRU's has no bound)."""
         return 1 + (self.kernel_size - 1) * sum(self.dilations)
 
 
@@ -70,6 +76,7 @@ class TokenPrior(nn.Module):
         self.convs: list[nn.Conv1d] = nn.ModuleList(  # type: ignore[assignment]
             nn.Conv1d(c.dim, c.dim, c.kernel_size, dilation=d) for d in c.dilations
         )
+        self.gru = nn.GRU(c.dim, c.dim, c.gru_layers, batch_first=True) if c.context == "gru" else None
         self.within_embed: list[nn.Embedding] = nn.ModuleList(  # type: ignore[assignment]
             nn.Embedding(c.codebook_size, c.dim) for _ in range(max(0, c.num_codebooks - 1))
         )
@@ -96,6 +103,9 @@ class TokenPrior(nn.Module):
     def context(self, x: torch.Tensor) -> torch.Tensor:
         """Summed embeddings ``[B, D, F]`` -> context ``[B, D, F]``, position ``t`` depending on ``x[..., :t]``."""
         h = F.pad(x, (1, 0))[..., :-1]  # frame t sees frames < t
+        if self.gru is not None:
+            out, _ = self.gru(h.transpose(1, 2))
+            return out.transpose(1, 2)
         for conv, dilation in zip(self.convs, self.config.dilations, strict=True):
             branch = conv(F.pad(torch.relu(h), ((self.config.kernel_size - 1) * dilation, 0)))
             h = h + F.dropout(branch, self.config.dropout, self.training)
