@@ -348,3 +348,21 @@ def test_word_error_counts_edits() -> None:
     assert edits(["the", "cat", "sat"], ["a", "cat", "sat", "down"]) == 2  # one substitution, one insertion
     assert edits(["the", "cat", "sat"], []) == 3
     assert edits([], ["x", "y"]) == 2
+
+
+def test_profile_benchmark_lists_every_stage(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """benchmarks/profile.py on a tiny model: every stage timed, shares of each task summing to about 100 %."""
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", speech_like(0.8, seed=ord(name)), 16000)
+    (tmp_path / "list").write_text("a.wav\nb.wav\n")
+    cmd = [sys.executable, str(BENCHMARKS / "profile.py"), "--list", str(tmp_path / "list"), "--root", str(tmp_path)]
+    cmd += ["--model", str(tiny_model_dir), "--seconds", "1", "--repeats", "1", "--threads", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in done.stdout.splitlines() if line.startswith("| ")]
+    rows = [r for r in rows[1:] if not r[0].startswith("---")]
+    stages = {r[1] for r in rows}
+    assert {"STFT and log-mel", "encoder", "decoder (codes to log-mel)"} <= stages
+    for task in ("tokenize", "resynth"):
+        shares = [float(r[4].rstrip(" %")) for r in rows if r[0] == task]
+        assert shares and 97 <= sum(shares) <= 103
