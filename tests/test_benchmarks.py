@@ -171,6 +171,13 @@ def test_code_search_benchmark(tiny_model_dir: Path) -> None:
         assert bad.returncode in (1, 2) and bad.stderr.count("\n") == 1, (wrong, bad.stderr)
 
 
+def test_no_benchmark_script_shadows_a_standard_library_module() -> None:
+    """Tests put benchmarks/ on sys.path to import its helpers; a script named like a standard module (profile.py
+    did) would then replace that module for everything imported later in the same process."""
+    clashes = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem in sys.stdlib_module_names)
+    assert not clashes, clashes
+
+
 def test_on_harmonics_separates_a_tone_from_noise() -> None:
     sys.path.insert(0, str(BENCHMARKS))
     try:
@@ -188,7 +195,10 @@ def test_code_entropy_finds_what_a_count_model_can_predict() -> None:
     """Codebook 1 mostly repeats its previous frame, codebook 2 copies codebook 1, codebook 3 is uniform noise:
     each count model finds its own structure and nothing where there is none."""
     sys.path.insert(0, str(BENCHMARKS))
-    from code_entropy import code_entropy
+    try:
+        from code_entropy import code_entropy
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
     rng = np.random.default_rng(0)
     size, files = 64, []
@@ -351,11 +361,18 @@ def test_word_error_counts_edits() -> None:
 
 
 def test_profile_benchmark_lists_every_stage(tmp_path: Path, tiny_model_dir: Path) -> None:
-    """benchmarks/profile.py on a tiny model: every stage timed, shares of each task summing to about 100 %."""
+    """benchmarks/stage_times.py on a tiny model: every stage timed, shares of each task summing to about 100 %."""
     for name in ("a", "b"):
         sf.write(tmp_path / f"{name}.wav", speech_like(0.8, seed=ord(name)), 16000)
     (tmp_path / "list").write_text("a.wav\nb.wav\n")
-    cmd = [sys.executable, str(BENCHMARKS / "profile.py"), "--list", str(tmp_path / "list"), "--root", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / "stage_times.py"),
+        "--list",
+        str(tmp_path / "list"),
+        "--root",
+        str(tmp_path),
+    ]
     cmd += ["--model", str(tiny_model_dir), "--seconds", "1", "--repeats", "1", "--threads", "1"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,7 +1,7 @@
 """Where the time goes: tokenize and resynthesis of speech-16k, stage by stage.
 
-    python benchmarks/profile.py --list ../shared/data/speech/dev.list --root ../shared/data --seconds 60 \\
-        --out /tmp/profile.md
+    python benchmarks/stage_times.py --list ../shared/data/speech/dev.list --root ../shared/data --seconds 60 \\
+        --out /tmp/stage_times.md
 
 The first ``--seconds`` of the listed files, joined, are written to a temporary WAV and processed whole, in one
 pass per stage (no windows, so each stage's cost is its own), on ``--threads`` threads with the precisions the
