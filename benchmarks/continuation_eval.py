@@ -9,8 +9,8 @@ them. An independent speaker-verification model (resemblyzer's; ``pip install we
 ``pip install --no-deps resemblyzer``) embeds the prompt, the sampled continuation (the audio after the
 prompt) and the utterance's own next seconds; the table gives the mean cosine of prompt to continuation,
 against prompt to the true continuation (same reader: the ceiling) and prompts of two different readers
-(the floor). A prior with a GRU context, which has no integer engine, is sampled in float32 with a seeded
-torch generator (:func:`sample_gru`): the same draws in spirit, not bit-identical across machines.
+(the floor). ``--prior DIR`` samples another prior over the same codes (a run's ``model`` folder) instead of
+the model's own.
 """
 
 from __future__ import annotations
@@ -22,31 +22,6 @@ from pathlib import Path
 import numpy as np
 
 
-def sample_gru(model: object, prompt: np.ndarray, frames: int, temperature: float, seed: int) -> np.ndarray:
-    """Codes ``[K, P + frames]`` from a GRU-context prior: the prompt ``[K, P]`` read by the GRU, then each frame's
-    codebooks drawn in order, the frame fed back."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    k_total = model.config.num_codebooks  # type: ignore[attr-defined]
-    codes = torch.from_numpy(prompt).long()
-    with torch.inference_mode():
-        start = torch.zeros(1, 1, model.config.dim)  # type: ignore[attr-defined]
-        seen = model.embed_frames(codes[None]).transpose(1, 2)  # type: ignore[attr-defined]
-        out, state = model.gru(torch.cat([start, seen], dim=1))  # type: ignore[attr-defined]
-        ctx = out[:, -1:].transpose(1, 2)
-        made = []
-        for _ in range(frames):
-            frame = torch.zeros(1, k_total, 1, dtype=torch.long)
-            for k in range(k_total):
-                logits = model.head(ctx, frame, k)[0, 0] / temperature  # type: ignore[attr-defined]
-                frame[0, k, 0] = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=g))
-            made.append(frame[0, :, 0])
-            out, state = model.gru(model.embed_frames(frame).transpose(1, 2), state)  # type: ignore[attr-defined]
-            ctx = out.transpose(1, 2)
-    return torch.cat([codes, torch.stack(made, dim=1)], dim=1).numpy()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", type=Path, required=True)
@@ -55,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--prior", type=Path, help="a prior folder to sample instead of the model's own")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     import soxr
@@ -63,12 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     import vqaudio
     from vqaudio.audio import load_audio
     from vqaudio.prior.integer import IntegerPrior
+    from vqaudio.prior.io import load_prior
     from vqaudio.prior.pairing import prior_for
     from vqaudio.prior.sample import sample_codes
 
     tok = vqaudio.load(args.model)
-    model, _ = prior_for(tok)
-    prior = IntegerPrior(model) if model.config.context == "conv" else None
+    model, _ = prior_for(tok) if args.prior is None else load_prior(args.prior)
+    prior = IntegerPrior(model)
     judge = VoiceEncoder("cpu", verbose=False)
     sr = tok.sample_rate
 
@@ -90,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt = audio[:p_len]
         codes = tok.encode(prompt, sr, n_codebooks=model.config.num_codebooks).codes.numpy()
         frames = round(args.seconds * tok.frame_rate)
-        if prior is None:
-            sampled = sample_gru(model, codes, frames, args.temperature, seed=0)
-        else:
-            sampled = sample_codes(prior, frames, prompt=codes, temperature=args.temperature, seed=0)
+        sampled = sample_codes(prior, frames, prompt=codes, temperature=args.temperature, seed=0)
         out = tok.decode(sampled).samples[0].numpy()
         rows.append(
             (embed(prompt), embed(out[codes.shape[1] * tok.model.hop_length :]), embed(audio[p_len : p_len + c_len]))

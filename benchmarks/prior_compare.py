@@ -8,10 +8,9 @@ or a prior run's ``model``), all over the same codec's codes. On every listed fi
 prior's codebooks):
 
     NLL            float negative log-likelihood per codebook, bits per token, and their mean
+    integer        the same from the integer engine's frequencies (what compress codes with), mean
     score          teacher-forced scoring of a whole file at once in float32, x real time
-    step           one frame at a time as generation and decompression must run, x real time: the integer
-                   engine for a conv context (what compress and generate use), a float step with the
-                   recurrent state carried for a GRU context (which has no integer engine)
+    step           one frame at a time in the integer engine, as generation and decompression run, x real time
 
 Timings are of one process on the threads torch is given; run it on an idle machine.
 """
@@ -27,20 +26,6 @@ import numpy as np
 import torch
 
 
-def gru_steps(model: torch.nn.Module, codes: torch.Tensor) -> None:
-    """Run a GRU-context prior frame by frame over ``codes`` ``[K, F]``: context step, then each head."""
-    k_total = model.config.num_codebooks
-    state = None
-    x = torch.zeros(1, 1, model.config.dim)  # frame 0 sees nothing
-    for f in range(codes.shape[1]):
-        out, state = model.gru(x, state)
-        ctx = out.transpose(1, 2)
-        frame = codes[None, :, f : f + 1]
-        for k in range(k_total):
-            model.head(ctx, frame, k)
-        x = model.embed_frames(frame).transpose(1, 2)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", type=Path, required=True)
@@ -51,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     import vqaudio
-    from vqaudio.prior.integer import IntegerPrior
+    from vqaudio.prior.integer import IntegerPrior, frequencies
     from vqaudio.prior.io import load_prior
 
     torch.set_num_threads(args.threads)
@@ -64,30 +49,30 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         f"{len(files)} files, {seconds / 60:.1f} min of {args.model}'s codes; {args.threads} threads",
         "",
-        "| prior | context | parameters | NLL per codebook, bits/token | mean | score, x real time "
+        "| prior | context | parameters | NLL per codebook, bits/token | mean | integer | score, x real time "
         "| step, x real time |",
-        "|---|---|---:|---|---:|---:|---:|",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     with torch.inference_mode():
         for path, (model, card) in zip(args.priors, priors, strict=True):
             c = model.config
-            nll, frames, t_score, t_step = np.zeros(c.num_codebooks), 0, 0.0, 0.0
-            engine = IntegerPrior(model) if c.context == "conv" else None
+            nll, frames, t_score, t_step, coded = np.zeros(c.num_codebooks), 0, 0.0, 0.0, 0.0
+            engine = IntegerPrior(model)
             for enc in encoded:
                 codes = enc.codes[: c.num_codebooks]
                 t0 = time.perf_counter()
                 nll += model(codes[None]).bits.double().numpy() * codes.shape[1]
                 t1 = time.perf_counter()
-                if engine is not None:
-                    state = engine.start()
-                    for f in range(codes.shape[1]):
-                        frame = codes[:, f].numpy()
-                        for kk in range(c.num_codebooks):
-                            engine.logits(state, kk, frame)
-                        engine.push(state, frame)
-                else:
-                    gru_steps(model, codes)
+                state = engine.start()
+                for f in range(codes.shape[1]):
+                    frame = codes[:, f].numpy()
+                    for kk in range(c.num_codebooks):
+                        engine.logits(state, kk, frame)
+                    engine.push(state, frame)
                 t_step += time.perf_counter() - t1
+                freqs = frequencies(engine.all_logits(codes.numpy())).astype(np.float64)  # [K, F, V]
+                chosen = np.take_along_axis(freqs, codes.numpy()[:, :, None], axis=2)[..., 0]
+                coded += float(-np.log2(chosen / freqs.sum(axis=2)).sum())
                 t_score += t1 - t0
                 frames += codes.shape[1]
             per = nll / frames
@@ -96,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(
                 f"| `{path}` ({card.name}) | {context} | {params / 1e6:.2f} M | "
                 + " / ".join(f"{b:.3f}" for b in per)
-                + f" | {per.mean():.3f} | {seconds / t_score:.0f} | {seconds / t_step:.1f} |"
+                + f" | {per.mean():.3f} | {coded / frames / c.num_codebooks:.3f} | {seconds / t_score:.0f} "
+                f"| {seconds / t_step:.1f} |"
             )
     text = "\n".join(rows) + "\n"
     print(text)

@@ -25,7 +25,7 @@ from vqaudio.compress import (
     to_bytes,
 )
 from vqaudio.errors import ConfigError, ModelError, TokenFileError, VQAudioError
-from vqaudio.prior.integer import A_BITS, FREQ_BITS, IntegerPrior, exp_table, frequencies
+from vqaudio.prior.integer import A_BITS, FREQ_BITS, IntegerPrior, curve, exp_table, frequencies
 from vqaudio.prior.io import load_prior
 from vqaudio.prior.model import PriorConfig, TokenPrior
 from vqaudio.prior.pairing import prior_for
@@ -36,6 +36,8 @@ from vqaudio.training.trainer import Trainer
 
 DEBUG_PRIOR = Path(__file__).resolve().parents[1] / "recipes" / "librispeech" / "conf" / "debug_prior.toml"
 SMALL = PriorConfig(num_codebooks=3, codebook_size=64, dim=24, head_dim=24, dilations=(1, 2, 4), kernel_size=3)
+SMALL_GRU = PriorConfig(num_codebooks=3, codebook_size=64, dim=24, head_dim=24, context="gru", gru_layers=2)
+BOTH = pytest.mark.parametrize("config", [SMALL, SMALL_GRU], ids=["conv", "gru"])
 
 
 def _prior(config: PriorConfig = SMALL, seed: int = 0) -> TokenPrior:
@@ -66,11 +68,13 @@ def test_frame_and_codebook_order_is_causal() -> None:
     assert not torch.equal(a[:, :, 13], b[:, :, 13])  # and the next frame does
 
 
-def test_gru_context_is_causal_and_has_no_integer_engine() -> None:
-    """The recurrent context measured against the conv stack: causal like it, with a memory past any fixed
-    receptive field, and refused by the integer engine (compression needs exact arithmetic)."""
+def test_gru_context_is_causal_and_carries_only_its_own_weights() -> None:
+    """The recurrent context: causal like the conv stack, with a memory past any fixed receptive field, and no
+    conv weights built beside it."""
     config = PriorConfig(num_codebooks=3, codebook_size=64, dim=24, head_dim=24, context="gru", gru_layers=1)
     model = _prior(config)
+    assert not any(name.startswith("convs.") for name in model.state_dict())
+    assert not any(name.startswith("gru.") for name in _prior(SMALL).state_dict())
     codes = _codes(config, 200)[None]
     changed = codes.clone()
     changed[0, 0, 3] = (changed[0, 0, 3] + 1) % config.codebook_size
@@ -78,16 +82,22 @@ def test_gru_context_is_causal_and_has_no_integer_engine() -> None:
         a, b = model(codes).logits, model(changed).logits
     assert torch.equal(a[:, :, :3], b[:, :, :3]) and torch.equal(a[:, 0, 3], b[:, 0, 3])
     assert not torch.equal(a[:, :, 199], b[:, :, 199])  # 196 frames later, still remembered
-    with pytest.raises(VQAudioError, match="integer engine") as exc:
-        IntegerPrior(model)
-    assert "\n" not in str(exc.value)
     with pytest.raises(ConfigError, match="context"):
         PriorConfig(context="transformer")
 
 
-def test_integer_engine_follows_the_float_network() -> None:
-    model = _prior()
-    codes = _codes(SMALL, 25)
+def test_sigmoid_and_tanh_tables_follow_the_functions() -> None:
+    x = np.arange(-(20 << A_BITS), 20 << A_BITS, 37, dtype=np.int64)
+    for name, f in [("sigmoid", lambda v: 1 / (1 + np.exp(-v))), ("tanh", np.tanh)]:
+        got = curve(name, x)
+        assert np.abs(got - f(x / 2**A_BITS) * 2**A_BITS).max() <= 1.5, name  # a rounded entry and a floor
+        assert np.all(np.diff(got) >= 0), name
+
+
+@BOTH
+def test_integer_engine_follows_the_float_network(config: PriorConfig) -> None:
+    model = _prior(config)
+    codes = _codes(config, 25)
     with torch.no_grad():
         out = model(codes[None])
     engine = IntegerPrior(model)
@@ -95,24 +105,37 @@ def test_integer_engine_follows_the_float_network() -> None:
     worst = 0.0
     for f in range(codes.shape[1]):
         frame = codes[:, f].numpy()
-        for k in range(SMALL.num_codebooks):
+        for k in range(config.num_codebooks):
             got = engine.logits(state, k, frame) / 2**A_BITS
             worst = max(worst, float(np.abs(got - out.logits[0, k, f].numpy()).max()))
         engine.push(state, frame)
     assert worst < 0.02
 
 
-def test_all_frames_at_once_equal_frame_by_frame_exactly() -> None:
+@BOTH
+def test_all_frames_at_once_equal_frame_by_frame_exactly(config: PriorConfig) -> None:
     """Compression computes every frame's logits at once, decompression one frame at a time: integer for integer
     the same, or a file would not decode."""
-    engine = IntegerPrior(_prior())
-    codes = _codes(SMALL, 33, seed=7).numpy()
+    engine = IntegerPrior(_prior(config))
+    codes = _codes(config, 33, seed=7).numpy()
     together = engine.all_logits(codes)
     state = engine.start()
     for f in range(codes.shape[1]):
-        for k in range(SMALL.num_codebooks):
+        for k in range(config.num_codebooks):
             assert np.array_equal(engine.logits(state, k, codes[:, f]), together[k, f]), (f, k)
         engine.push(state, codes[:, f])
+
+
+@BOTH
+def test_a_prompt_pushed_without_asking_for_its_logits_reaches_the_context(config: PriorConfig) -> None:
+    """Continuation pushes the prompt's frames without computing their probabilities; every one of them must
+    still enter the context (the conv engine once kept only the last)."""
+    engine = IntegerPrior(_prior(config))
+    codes = _codes(config, 12, seed=2).numpy()
+    state = engine.start()
+    for f in range(11):
+        engine.push(state, codes[:, f])
+    assert np.array_equal(engine.logits(state, 0, codes[:, 11]), engine.all_logits(codes)[0, 11])
 
 
 def test_exact_products_fall_back_beyond_float64_integers() -> None:
@@ -134,11 +157,12 @@ def test_exp_table_is_exact_and_decreasing() -> None:
     assert freqs[0] == 1 << FREQ_BITS and freqs[1] == round((1 << FREQ_BITS) * np.exp(-1.0)) and freqs[2] == 1
 
 
+@BOTH
 @pytest.mark.parametrize("frames", [0, 1, 40])
-def test_range_coding_round_trip(frames: int) -> None:
-    model = _prior()
+def test_range_coding_round_trip(frames: int, config: PriorConfig) -> None:
+    model = _prior(config)
     engine = IntegerPrior(model)
-    codes = _codes(SMALL, frames, seed=3).numpy()
+    codes = _codes(config, frames, seed=3).numpy()
     words = encode_codes(codes, engine)
     assert np.array_equal(decode_codes(words, IntegerPrior(model), frames), codes)
 

@@ -5,11 +5,12 @@ codebooks in order (the depth-wise factorisation of RQ-Transformer / UniAudio, h
 
     p(c) = prod_t prod_k p(c[k, t] | c[:, <t], c[<k, t])
 
-* The **context** of frame ``t`` is a causal stack of dilated 1-D convolutions (gated-free, ReLU, residual,
-  as in WaveNet's dilation pattern) over the summed code embeddings of frames ``< t``: a fixed receptive
-  field, no recurrence and no normalisation layer, so that every operation is a product, a sum or a ReLU.
-  That is what lets :mod:`vqaudio.prior.integer` run the same network in exact integer arithmetic, which
-  entropy coding needs: encoder and decoder must compute bit-identical probabilities on any CPU.
+* The **context** of frame ``t`` reads the summed code embeddings of frames ``< t``, either by a causal stack
+  of dilated 1-D convolutions (ReLU, residual, WaveNet's dilation pattern: a fixed receptive field) or by a
+  GRU (no bound on its memory). Neither has a normalisation layer: every operation is a product, a sum, a
+  ReLU, a sigmoid or a tanh, which is what lets :mod:`vqaudio.prior.integer` run the same network in exact
+  integer arithmetic, as entropy coding needs: encoder and decoder must compute bit-identical probabilities
+  on any CPU.
 * The **head** predicts codebook ``k`` of frame ``t`` from the context plus the embeddings of the frame's
   codebooks ``< k`` (a residual codebook refines the ones before it, so they matter most).
 """
@@ -34,8 +35,8 @@ class PriorConfig:
     kernel_size: int = 3
     head_dim: int = 256
     dropout: float = 0.0  # on the residual branches and the head's hidden layer, in training only
-    # "conv": the dilated stack (integer engine: compression and sampling). "gru": a recurrent context with no
-    # fixed receptive field, measured against it (benchmarks/prior_bits.py); float only, no integer engine.
+    # "conv": the dilated stack; "gru": a recurrent context with no fixed receptive field. Both run in the
+    # integer engine (compression and sampling); benchmarks/prior_compare.py measures one against the other.
     context: str = "conv"
     gru_layers: int = 2
 
@@ -73,8 +74,9 @@ class TokenPrior(nn.Module):
         self.frame_embed: list[nn.Embedding] = nn.ModuleList(  # type: ignore[assignment]
             nn.Embedding(c.codebook_size, c.dim) for _ in range(c.num_codebooks)
         )
+        # Only the chosen context has weights: a GRU prior carries no conv stack, and the other way round.
         self.convs: list[nn.Conv1d] = nn.ModuleList(  # type: ignore[assignment]
-            nn.Conv1d(c.dim, c.dim, c.kernel_size, dilation=d) for d in c.dilations
+            nn.Conv1d(c.dim, c.dim, c.kernel_size, dilation=d) for d in (c.dilations if c.context == "conv" else ())
         )
         self.gru = nn.GRU(c.dim, c.dim, c.gru_layers, batch_first=True) if c.context == "gru" else None
         self.within_embed: list[nn.Embedding] = nn.ModuleList(  # type: ignore[assignment]

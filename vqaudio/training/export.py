@@ -276,10 +276,15 @@ def _card_prior_section(readme: Path, name: str, model: Any, meta: dict[str, Any
         return
     c = model.config
     steps = meta.get("training", {}).get("steps", "unknown")
+    context = (
+        f"a causal dilated convolution stack (width {c.dim}, receptive field {c.receptive_field} frames)"
+        if c.context == "conv"
+        else f"a {c.gru_layers}-layer GRU over the frames so far (width {c.dim})"
+    )
     section = (
         f"{PRIOR_SECTION}\n\n`prior.json` + `prior.safetensors` ({name}): an autoregressive prior over the first "
-        f"{c.num_codebooks} codebooks' codes as tokenize makes them by default, a causal dilated convolution stack "
-        f"(width {c.dim}, receptive field {c.receptive_field} frames) with a depth-wise head per codebook, "
+        f"{c.num_codebooks} codebooks' codes as tokenize makes them by default, {context} "
+        "with a depth-wise head per codebook, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters stored in float16, trained {steps} "
         "steps on the codes of the training audio above (recipes/librispeech/conf/prior16k.toml). It is what "
         "`vqaudio generate` samples from and `vqaudio compress` codes with (docs/prior.md; measured in "
