@@ -786,3 +786,29 @@ def test_stream_decoder_refuses_misuse(spectral: Tokenizer) -> None:
     list(decoder.finish())
     with pytest.raises(VQAudioError, match="finished"):
         decoder.push(codes)
+
+
+def test_streaming_generators_leave_inference_mode_between_items(tiny_model_dir: Path) -> None:
+    """A caller that interleaves a streaming generator with its own autograd code gets autograd back between
+    items: each item is computed in inference mode, which is off again when it is yielded."""
+    tok = Tokenizer(load_model(tiny_model_dir), window_seconds=0.1)
+    x = torch.from_numpy(speech_like(1.0))
+    codes = tok.encode(x, SR).codes
+    seen: list[bool] = []
+
+    def blocks() -> Iterator[torch.Tensor]:
+        seen.append(torch.is_inference_mode_enabled())  # the caller's block source runs in its own mode
+        yield x
+
+    generators = {
+        "iter_encode": tok.iter_encode(blocks()),
+        "iter_decode": tok.iter_decode(codes),
+        "push": tok.stream_decoder().push(codes),
+    }
+    for name, generator in generators.items():
+        next(generator)
+        assert not torch.is_inference_mode_enabled(), name
+        weight = torch.ones(3, requires_grad=True)
+        assert (weight * 2).requires_grad, name
+        generator.close()
+    assert seen == [False]

@@ -76,12 +76,13 @@ def encode_window(
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """Codes ``[K, f1 - f0]`` of frames ``[f0, f1)``, given samples ``buf`` ``[T]`` that start at sample
-    ``buf_start`` of a stream whose known end is sample ``end``."""
+    ``buf_start`` of a stream whose known end is sample ``end``. The model runs in inference mode here, not
+    around the generators that call this, whose caller's code between windows must keep autograd."""
     hop, c = model.hop_length, encode_context(model)
     s0 = max(0, (f0 - c) * hop)
     s1 = min(end, (f1 + c) * hop)
     x = buf[s0 - buf_start : s1 - buf_start]
-    with autocast(dtype):
+    with torch.inference_mode(), autocast(dtype):
         codes = model.encode(x[None, None], n_codebooks=n_codebooks, beam=beam)[0]
     off = f0 - s0 // hop
     return codes[:, off : off + f1 - f0]
@@ -282,16 +283,18 @@ class StreamingDecoder:
         return self._drain(final=True)
 
     def _drain(self, final: bool) -> Iterator[torch.Tensor]:
+        """Decode the complete windows one by one. Each is computed in inference mode and yielded outside it:
+        a context held across ``yield`` would stay on in the caller's code between windows."""
         w, c = self.window_frames, self.context
-        with torch.inference_mode():
-            while self._next < self._total and (final or self._total >= self._next + w + c):
-                f0, f1 = self._next, min(self._next + w, self._total)
+        while self._next < self._total and (final or self._total >= self._next + w + c):
+            f0, f1 = self._next, min(self._next + w, self._total)
+            with torch.inference_mode():
                 audio = self._window(f0, f1)
-                self._next = f1
-                keep = max(0, f1 - c)
-                if self._codes is not None and keep > self._start:
-                    self._codes, self._start = self._codes[:, keep - self._start :], keep
-                yield audio
+            self._next = f1
+            keep = max(0, f1 - c)
+            if self._codes is not None and keep > self._start:
+                self._codes, self._start = self._codes[:, keep - self._start :], keep
+            yield audio
 
     def _window(self, f0: int, f1: int) -> torch.Tensor:
         """Audio ``[(f1 - f0) * hop]`` for code frames ``[f0, f1)``. The back end's running phase at mel frame

@@ -205,10 +205,10 @@ class Tokenizer:
     def iter_encode(self, blocks: Iterable[torch.Tensor], *, n_codebooks: int | None = None) -> Iterator[torch.Tensor]:
         """Streaming encode: mono blocks ``[T_i]`` at the model's rate in, codes ``[K, f_j]`` out as soon as each
         window's audio and its context (:attr:`encode_lookahead`) have arrived. Concatenated, the yielded codes
-        equal :meth:`encode`'s for the same audio, whatever the block sizes."""
+        equal :meth:`encode`'s for the same audio, whatever the block sizes. Each window is encoded in inference
+        mode (:func:`vqaudio.chunking.encode_window`), which is off again in the caller's code between windows."""
         n = self._n(n_codebooks)
-        with torch.inference_mode():
-            yield from self._encode_blocks(blocks, n)
+        yield from self._encode_blocks(blocks, n)
 
     @torch.inference_mode()
     def encode(
