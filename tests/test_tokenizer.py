@@ -812,3 +812,17 @@ def test_streaming_generators_leave_inference_mode_between_items(tiny_model_dir:
         assert (weight * 2).requires_grad, name
         generator.close()
     assert seen == [False]
+
+
+def test_stream_decoder_takes_numpy_codes(spectral: Tokenizer) -> None:
+    """Codes as a numpy integer array (what a token file's ``codes`` is) decode like the same codes as a tensor;
+    a float array is refused in one line, not with an AttributeError."""
+    codes = spectral.encode(speech_like(0.5), SR).codes
+    reference = torch.cat(list(spectral.iter_decode(codes)))
+    for dtype in (np.int16, np.int32, np.int64, np.uint16):
+        decoder = spectral.stream_decoder()
+        audio = list(decoder.push(codes.numpy().astype(dtype))) + list(decoder.finish())
+        assert torch.equal(torch.cat(audio), reference), dtype
+    with pytest.raises(VQAudioError, match="integers") as exc:
+        spectral.stream_decoder().push(codes.numpy().astype(np.float32))
+    _assert_one_line(exc)

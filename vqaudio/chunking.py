@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeGuard
 
+import numpy as np
 import torch
 
 from vqaudio.errors import VQAudioError
@@ -206,6 +207,16 @@ def trim_blocks(
                 progress(block.numel() / sample_rate)
 
 
+def codes_tensor(codes: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Codes as a tensor: a numpy integer array (what a token file holds) becomes int64, as the decoder takes
+    codes from either library; a numpy array of anything else is refused rather than cast, like a float tensor."""
+    if not isinstance(codes, np.ndarray):
+        return codes
+    if codes.dtype.kind not in "iu":
+        raise VQAudioError(f"codes must be integers, got numpy {codes.dtype}")
+    return torch.from_numpy(codes.astype(np.int64))
+
+
 def check_codes(codes: torch.Tensor, model: CodecModel, name: str) -> None:
     """Refuse codes that ``model`` cannot decode: not ``[K, F]`` integers in ``[0, codebook_size)`` with
     ``1 <= K <= num_codebooks``."""
@@ -260,10 +271,11 @@ class StreamingDecoder:
         """Code frames past a window that must arrive before it is decoded."""
         return self.context
 
-    def push(self, codes: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Add code frames ``[K, f]``; audio of the windows now complete."""
+    def push(self, codes: torch.Tensor | np.ndarray) -> Iterator[torch.Tensor]:
+        """Add code frames ``[K, f]`` (a tensor or a numpy integer array); audio of the windows now complete."""
         if self._finished:
             raise VQAudioError("this decoder has finished; start a new one")
+        codes = codes_tensor(codes)
         check_codes(codes, self.model, self.name)
         codes = codes.long()
         if self._codes is None:
