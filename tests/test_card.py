@@ -37,6 +37,8 @@ def test_card_round_trips_with_unknown_fields() -> None:
         ("default_codebooks", 0),
         ("default_codebooks", "3"),
         ("default_beam", True),
+        ("default_beam", 0),
+        ("default_beam", 1000),  # past MAX_BEAM: a width whose search would take minutes per second of audio
         ("default_vocoder", ""),
         ("compatible_checksums", ["ok", 7]),
         ("description", ["not", "text"]),

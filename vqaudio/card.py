@@ -53,7 +53,13 @@ class ModelCard:
                 continue
             if key in TEXT_FIELDS:
                 _expect(isinstance(value, str), source, key, "a string")
-            elif key in ("default_codebooks", "default_beam"):
+            elif key == "default_beam":
+                # Imported here: chunking imports the models, whose loader imports this module.
+                from vqaudio.chunking import MAX_BEAM, is_beam
+
+                # The limit --beam has: a card's default is searched with on every encode.
+                _expect(is_beam(value), source, key, f"a whole number from 1 to {MAX_BEAM}")
+            elif key == "default_codebooks":
                 _expect(
                     isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                     source,
