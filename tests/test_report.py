@@ -190,6 +190,7 @@ def test_missing_matplotlib_names_the_extra(
     ("args", "match"),
     [
         (["-k", "1,x"], "whole numbers separated by commas"),
+        (["-k", "1,\u00b2"], "whole numbers separated by commas"),  # superscript 2: isdigit() but not int()
         (["-k", "0"], "codebooks 1 to 4"),
         (["-k", "5"], "codebooks 1 to 4"),
         (["--max-seconds", "0"], "--max-seconds must be a positive"),

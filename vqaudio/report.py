@@ -126,7 +126,8 @@ def parse_codebooks(text: str | None, tok: Tokenizer) -> list[int]:
         return sorted({1, tok.default_codebooks, tok.num_codebooks})
     values: list[int] = []
     for part in text.split(","):
-        if not part.strip().isdigit():
+        # isdecimal, not isdigit: isdigit admits superscripts such as "²", which int() refuses.
+        if not part.strip().isdecimal():
             raise ConfigError(f"--n-codebooks takes whole numbers separated by commas, e.g. 1,3,6; got {text!r}")
         k = int(part)
         if not 1 <= k <= tok.num_codebooks:
