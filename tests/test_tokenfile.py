@@ -195,11 +195,12 @@ def test_header_from_json_refuses_missing_key() -> None:
     [
         (50, 50 * 320, True),  # exactly ceil(length / hop)
         (50, 49 * 320 + 1, True),
-        (51, 50 * 320, True),  # one frame either way is tolerated
-        (49, 50 * 320, True),
+        (51, 50 * 320, True),  # one frame more than the length needs is tolerated
         (1, 1, True),
         (0, 0, True),
         (52, 50 * 320, False),
+        (49, 50 * 320, False),  # more audio than the codes can make: corrupt, not one frame of slack
+        (50, 50 * 320 + 1, False),
         (48, 50 * 320, False),
         (50, 10**12, False),  # hours of audio claimed over a second of codes
         (0, 50 * 320, False),

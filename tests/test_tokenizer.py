@@ -600,6 +600,19 @@ def test_decode_to_file_streams_the_same_audio(tiny_model_dir: Path, tmp_path: P
         tok.decode_to_file(enc, tmp_path / "out.wav")
 
 
+def test_decode_to_file_returns_the_seconds_it_wrote(spectral: Tokenizer, tmp_path: Path) -> None:
+    """Codes that claim more audio than they make (an Encoded is not checked like a token file's header) write
+    what the codes make, and the seconds returned are those of the samples in the file."""
+    enc = spectral.encode(speech_like(0.5), SR)
+    made = enc.num_frames * HOP
+    for length in (enc.original_length, made + HOP, None):
+        codes = enc.codes if length is None else replace(enc, original_length=length)
+        path = tmp_path / f"{length}.wav"
+        seconds = spectral.decode_to_file(codes, path)
+        frames = sf.info(path).frames
+        assert frames == min(made, length or made) and seconds == frames / SR, length
+
+
 def test_model_card_chooses_the_default_vocoder(tmp_path: Path) -> None:
     import json
 

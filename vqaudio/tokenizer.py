@@ -377,7 +377,9 @@ class Tokenizer:
         """Decode straight to a wav/flac file window by window (bounded memory); returns the seconds written.
         ``progress`` is called after each window (:data:`Progress`)."""
         tensor, original = self._codes_and_length(codes)
-        total = original if original is not None else tensor.shape[1] * self.model.hop_length
+        made = tensor.shape[1] * self.model.hop_length  # what the decode yields, so at most what is written
+        # An Encoded's length is not checked like a token file's header: one past ``made`` is not written.
+        total = made if original is None else min(original, made)
         blocks = chunking.trim_blocks(self.iter_decode(tensor, vocoder, speaker), total, self.sample_rate, progress)
         save_audio_blocks(path, blocks, self.sample_rate, overwrite=overwrite)
         return total / self.sample_rate

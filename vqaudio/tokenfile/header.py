@@ -243,7 +243,7 @@ def _check_header(h: TokenHeader, source: str) -> None:
     if h.is_unknown:
         return
     # The encoder makes ceil(original_length / hop) frames (at least one) for original_length samples. One frame
-    # either way is tolerated, no more: a header that claims hours of audio over a few frames (or the reverse)
+    # more is tolerated, no more: a header that claims hours of audio over a few frames (or the reverse)
     # was edited or corrupted, and its length must not be trusted by a decoder, `info` or a progress bar.
     hop = h.sample_rate / h.frame_rate
     expected = max(1, math.ceil(h.original_length / hop)) if h.original_length else 0
@@ -252,6 +252,14 @@ def _check_header(h: TokenHeader, source: str) -> None:
             f"{source}: header fields disagree: 'original_length' {h.original_length} samples "
             f"({h.original_length / h.sample_rate:.2f} s at {h.sample_rate} Hz) would take {expected} frames at "
             f"{h.frame_rate:g} Hz, but 'num_frames' is {h.num_frames}"
+        )
+    # Nor one frame fewer: the frames decode to num_frames * hop samples, so a longer original cannot be made
+    # and a decoder would write less than the header promises. Rounded as compat.py fills a made-up header.
+    made = round(h.num_frames * h.sample_rate / h.frame_rate)
+    if h.original_length > made:
+        raise TokenFileError(
+            f"{source}: header fields disagree: 'original_length' {h.original_length} samples is more than "
+            f"its {h.num_frames} frames make ({made} samples at {h.frame_rate:g} Hz)"
         )
 
 
