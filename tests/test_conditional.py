@@ -195,3 +195,98 @@ def test_content_warp_reaches_the_encoder_only(tmp_path: Path) -> None:
     assert not torch.equal(plain.latent, warped.latent)
     with pytest.raises(ConfigError, match="content_warp"):
         load_config(DEBUG, {"content_warp": [1.2, 1.1]})
+
+
+def _adversarial_config(root: Path, folders: int, **overrides: object) -> object:
+    """A tiny conditional run over ``folders`` speakers (a folder each, as the manifest reads speakers)."""
+    corpus = root / "corpus"
+    for s in range(folders):
+        (corpus / f"spk{s}").mkdir(parents=True)
+        for i in range(2):
+            sf.write(corpus / f"spk{s}" / f"{i}.wav", speech_like(2.5, SR, f0=100 + 60 * s, seed=10 * s + i), SR)
+    settings: dict[str, object] = {
+        "data.train": [str(corpus)],
+        "data.valid": [str(corpus / "spk0" / "0.wav")],
+        "data.exclude_list": None,
+        "data.reference_seconds": 1.0,
+        "data.batch_size": 4,
+        "steps": 3,
+        "valid_every": 3,
+        "checkpoint_every": 3,
+        "model.family": "conditional",
+        "model.speaker.channels": 16,
+        "model.speaker.depth": 1,
+        "model.speaker.dim": 8,
+        "model.rvq.num_codebooks": 1,
+        "loss.speaker_adversarial": 0.5,
+    }
+    settings.update(overrides)
+    return load_config(DEBUG, settings)
+
+
+def test_speaker_adversary_trains_beside_the_codec_and_stays_out_of_the_model(tmp_path: Path) -> None:
+    """Each crop carries its folder's speaker index; the classifier learns from them and is checkpointed for
+    resuming, and the exported model holds the same tensors as one trained without it."""
+    cfg = _adversarial_config(tmp_path, 3)
+    model_dir = Trainer(cfg, tmp_path / "run", progress=False).fit()  # type: ignore[arg-type]
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in records if "speaker_ce" in r]
+    assert trained and all(0.0 <= r["speaker_acc"] <= 1.0 and r["speaker_ce"] > 0 for r in trained)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["speaker_adversary"]["out.weight"].shape[0] == 3
+    plain = build_codec(cfg.model)  # type: ignore[attr-defined]
+    from safetensors.torch import load_file
+
+    exported = load_file(str(model_dir / "model.safetensors"))
+    assert {k.removeprefix("codec.") for k in exported} == set(plain.state_dict()), "no classifier exported"
+
+
+def test_speaker_adversary_items_are_labelled_by_speaker(tmp_path: Path) -> None:
+    entries = [ManifestEntry(tmp_path / f"{s}.wav", 2.5, s, SR) for s in ("a", "b")]
+    for e in entries:
+        sf.write(e.path, speech_like(2.5, SR, seed=ord(e.speaker)), SR)
+    crops = CropDataset(entries, SR, 8000, cache=True, reference=4000, speakers={"a": 0, "b": 1})
+    batch = collate([crops[i] for i in range(8)])
+    assert batch.speaker is not None and batch.speaker.shape == (8,)
+    for i in range(8):  # the label is the speaker of the file the crop was drawn from
+        rng = np.random.default_rng([0, 0, i])
+        assert int(batch.speaker[i]) == int(rng.choice(2, p=crops.probs))
+    with pytest.raises(ValueError, match="speaker"):
+        CropDataset(entries, SR, 8000, reference=4000, speakers={"a": 0})
+
+
+def test_speaker_adversary_is_refused_where_it_cannot_learn(tmp_path: Path) -> None:
+    from vqaudio.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="two speakers"):
+        Trainer(_adversarial_config(tmp_path / "one", 1), tmp_path / "r1", progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="conditional"):
+        Trainer(
+            _adversarial_config(tmp_path / "plain", 2, **{"model.family": "spectral"}),  # type: ignore[arg-type]
+            tmp_path / "r2",
+            progress=False,
+        )
+    with pytest.raises(ConfigError, match="speaker_adversarial"):
+        _adversarial_config(tmp_path / "neg", 2, **{"loss.speaker_adversarial": -1.0})
+
+
+def test_confusion_pushes_units_towards_telling_no_speaker() -> None:
+    """The encoder's term: gradient steps on the units against a fixed classifier move its answer towards
+    uniform, and the term is smallest, log N, exactly there."""
+    from vqaudio.training.speaker_adversary import SpeakerAdversary, confusion_loss
+
+    torch.manual_seed(0)
+    adversary = SpeakerAdversary(8, 4, channels=16)
+    z = torch.randn(6, 8, 20, requires_grad=True)
+    mask = torch.ones(6, 1, 20)
+    before = float(confusion_loss(adversary(z, mask)).detach())
+    optimizer = torch.optim.SGD([z], lr=0.5)
+    for _ in range(50):
+        optimizer.zero_grad()
+        confusion_loss(adversary(z, mask)).backward()
+        optimizer.step()
+    after = float(confusion_loss(adversary(z, mask)).detach())
+    assert after < before and after == pytest.approx(np.log(4), abs=0.05)
+    assert float(confusion_loss(torch.zeros(3, 4))) == pytest.approx(np.log(4))

@@ -21,12 +21,14 @@ from vqaudio.data.manifest import ManifestEntry
 @dataclass
 class Batch:
     """``audio`` ``[B, 1, T]`` (zero-padded crops) and ``lengths`` ``[B]`` (valid samples); for a speaker-conditioned
-    codec also ``reference`` ``[B, 1, T_ref]`` (another stretch of each crop's recording) and its lengths."""
+    codec also ``reference`` ``[B, 1, T_ref]`` (another stretch of each crop's recording) and its lengths, and,
+    when a task asks for them, ``speaker`` ``[B]``: each crop's training speaker as an index."""
 
     audio: torch.Tensor
     lengths: torch.Tensor
     reference: torch.Tensor | None = None
     reference_lengths: torch.Tensor | None = None
+    speaker: torch.Tensor | None = None
 
 
 def _read(entry: ManifestEntry, sample_rate: int) -> np.ndarray:
@@ -50,6 +52,9 @@ class CropDataset(Dataset[tuple[torch.Tensor, ...]]):
     ``reference`` > 0 adds to each item a ``reference``-sample crop of the same recording (one speaker), away
     from the main crop where the file is long enough, played at the same speed: the clip a speaker-conditioned
     decoder learns the voice from, which must not hold the very audio it reconstructs.
+
+    ``speakers`` (with ``reference``) maps each entry's speaker to an index added to every item: the labels a
+    speaker adversary learns from. It is built from all the entries, before they are sharded across ranks.
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class CropDataset(Dataset[tuple[torch.Tensor, ...]]):
         cache: bool = True,
         speed: tuple[float, float] = (1.0, 1.0),
         reference: int = 0,
+        speakers: dict[str, int] | None = None,
     ) -> None:
         if not entries:
             raise ValueError("no training files")
@@ -78,6 +84,9 @@ class CropDataset(Dataset[tuple[torch.Tensor, ...]]):
         self.rank = rank
         self.speed = speed
         self.reference = reference
+        if speakers is not None and (not reference or any(e.speaker not in speakers for e in shard)):
+            raise ValueError("speaker labels need reference crops and an index for every entry's speaker")
+        self.speakers = speakers
         weights = np.array([max(e.duration, 1e-3) for e in shard])
         self.probs = weights / weights.sum()
         self.cache = [_read(e, sample_rate) for e in shard] if cache else None
@@ -107,7 +116,9 @@ class CropDataset(Dataset[tuple[torch.Tensor, ...]]):
         else:
             ref_crop, _ = self._crop(audio, self.reference, factor, rng)
         ref, ref_n = self._finish(ref_crop, self.reference, factor, rng)
-        return out, torch.tensor(n), ref, torch.tensor(ref_n)
+        if self.speakers is None:
+            return out, torch.tensor(n), ref, torch.tensor(ref_n)
+        return out, torch.tensor(n), ref, torch.tensor(ref_n), torch.tensor(self.speakers[self.entries[i].speaker])
 
     @staticmethod
     def _need(segment: int, factor: float) -> int:
@@ -161,4 +172,5 @@ def collate(items: list[tuple[torch.Tensor, ...]]) -> Batch:
     if len(items[0]) == 2:
         return Batch(audio=audio, lengths=lengths)
     reference = torch.stack([item[2] for item in items])[:, None]
-    return Batch(audio, lengths, reference, torch.stack([item[3] for item in items]))
+    speaker = torch.stack([item[4] for item in items]) if len(items[0]) == 5 else None
+    return Batch(audio, lengths, reference, torch.stack([item[3] for item in items]), speaker)

@@ -94,8 +94,13 @@ class LossConfig:
     adv_weight: float = 1.0
     feature_matching: float = 2.0
     adv_start_step: int = 0
+    # Speaker-conditioned codecs: weight of the encoder's term against a speaker classifier that learns to name
+    # each crop's training speaker from its units (vqaudio/training/speaker_adversary.py). 0: no classifier.
+    speaker_adversarial: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.speaker_adversarial >= 0.0:
+            raise ConfigError(f"loss.speaker_adversarial must be >= 0, got {self.speaker_adversarial}")
         if isinstance(self.mel_over, bool) or not 0.0 <= self.mel_over < 1.0:
             raise ConfigError(f"loss.mel_over must be in [0, 1), got {self.mel_over}")
 

@@ -43,6 +43,8 @@ class Task(ABC):
 
     model: nn.Module
     produces_audio: bool = False
+    # Set by a task that learns from speaker labels: each training speaker's index (see CropDataset).
+    speaker_index: dict[str, int] | None = None
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -138,6 +140,7 @@ class Task(ABC):
             cache=d.cache,
             speed=d.speed,
             reference=reference,
+            speakers=self.speaker_index,
         )
         return crops, collate
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.quantizers.rvq import draw_num_codebooks
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.discriminators import Discriminators, MelDiscriminators
+from vqaudio.training.speaker_adversary import SpeakerAdversary, average_gradients, confusion_loss
 from vqaudio.training.tasks.base import StepResult, Task
 
 
@@ -45,6 +47,17 @@ class CodecTask(Task):
         self.draw_codebooks = rvq and "quantizer" in config.freeze and config.model.rvq.dropout > 0
         self.generator = torch.Generator().manual_seed(config.seed)
         self.teacher = None if config.teacher is None else load_teacher(config.teacher, self.model)
+        # Made by build_discriminators when loss.speaker_adversarial is set.
+        self.adversary: SpeakerAdversary | None = None
+        self.adversary_optimizer: torch.optim.Optimizer | None = None
+        if config.loss.speaker_adversarial:
+            if not isinstance(self.model, ConditionalVQVAE):
+                raise ConfigError("loss.speaker_adversarial needs a speaker-conditioned codec (family conditional)")
+            d = config.data
+            names = sorted({e.speaker for e in collect_entries(d.train, d.exclude_list, d.min_sample_rate)})
+            if len(names) < 2:
+                raise ConfigError("loss.speaker_adversarial needs training audio of at least two speakers")
+            self.speaker_index = {name: i for i, name in enumerate(names)}
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         w = self.config.loss
@@ -68,6 +81,7 @@ class CodecTask(Task):
             )
         q = out.quantizer
         metrics = {"perplexity": float(q.perplexity.mean()), "n_codebooks": float(q.codes.shape[1])}
+        speaker_term = self._speaker_adversary(out.quantizer.quantized, out.latent_mask, batch.speaker, metrics)
         if self.produces_audio:
             rec = self.stft_loss(out.reconstruction, out.target)
             mel = self.mel_loss(out.reconstruction, out.target)
@@ -94,7 +108,7 @@ class CodecTask(Task):
                 assert isinstance(self.model, SpectralVQVAE)
                 fake = self.model.normalize(out.reconstruction) * out.mask
                 real = self.model.normalize(out.target) * out.mask
-        loss = loss + w.quantizer * q.loss
+        loss = loss + w.quantizer * q.loss + w.speaker_adversarial * speaker_term
         metrics["commitment"] = float(q.commitment_loss.detach())
         if self.teacher is not None:
             with torch.no_grad():
@@ -103,6 +117,50 @@ class CodecTask(Task):
             loss = loss + w.distill * distill
             metrics["distill"] = float(distill.detach())
         return StepResult(loss, metrics, fake, real)
+
+    def _speaker_adversary(
+        self, units: torch.Tensor, mask: torch.Tensor, speaker: torch.Tensor | None, metrics: dict[str, float]
+    ) -> torch.Tensor:
+        """With a speaker adversary: update it on this batch's units ``[B, D, F]`` (detached), then return the
+        encoder's term, the adversary's confusion on the same units (zero without one)."""
+        if self.adversary is None or speaker is None:
+            return units.new_zeros(())
+        assert self.adversary_optimizer is not None
+        logits = self.adversary(units.detach(), mask)
+        ce = nn.functional.cross_entropy(logits, speaker)
+        self.adversary_optimizer.zero_grad(set_to_none=True)  # also drops what the last confusion term left
+        ce.backward()
+        average_gradients(self.adversary)
+        nn.utils.clip_grad_norm_(self.adversary.parameters(), self.config.optim.grad_clip)
+        self.adversary_optimizer.step()
+        metrics.update(speaker_ce=float(ce.detach()), speaker_acc=float((logits.argmax(-1) == speaker).float().mean()))
+        return confusion_loss(self.adversary(units, mask))
+
+    def build_discriminators(self) -> nn.Module | None:
+        """The discriminators (see :class:`Task`) and, with ``loss.speaker_adversarial``, the speaker adversary
+        and its optimiser, made here for the same reason: after the model's optimiser, from torch's global RNG."""
+        disc = super().build_discriminators()
+        if self.speaker_index is not None:
+            o = self.config.optim
+            self.adversary = SpeakerAdversary(self.model.quantizer.dim, len(self.speaker_index))
+            self.adversary_optimizer = torch.optim.AdamW(self.adversary.parameters(), lr=o.lr, betas=o.betas)
+        return disc
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [*super().optimizers(), *([self.adversary_optimizer] if self.adversary_optimizer else [])]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.adversary is not None and self.adversary_optimizer is not None:
+            state["speaker_adversary"] = self.adversary.state_dict()
+            state["speaker_optimizer"] = self.adversary_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.adversary is not None and self.adversary_optimizer is not None and "speaker_adversary" in state:
+            self.adversary.load_state_dict(state["speaker_adversary"])
+            self.adversary_optimizer.load_state_dict(state["speaker_optimizer"])
 
     def discriminators(self) -> nn.Module:
         return Discriminators() if self.produces_audio else MelDiscriminators()
