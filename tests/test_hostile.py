@@ -546,6 +546,31 @@ def test_truncated_wav_warns_and_encodes_what_is_there(env: Env) -> None:
     assert read_tokens(out).header.original_length == readable
 
 
+def test_truncated_wav_warns_once_in_resynth(env: Env) -> None:
+    """resynth reads its input twice with a speaker-conditioned model (the encode, then the input's own voice):
+    the truncation warning is said once, for either kind of model."""
+    from dataclasses import replace
+
+    import torch
+    from conftest import tiny_config
+
+    from vqaudio.models import build_codec, save_model
+    from vqaudio.models.conditional import SpeakerConfig
+
+    torch.manual_seed(0)
+    config = replace(tiny_config(vocoder=False), family="conditional", speaker=SpeakerConfig(16, 1, 8))
+    voiced = save_model(env.root / "voiced", "tiny-voiced", config, build_codec(config).eval(), card={})
+    src = _truncated(env)
+    readable = sf.info(str(src)).frames
+    for model in (env.model, voiced):
+        result = invoke("resynth", src, env.root / "half-out.wav", "-m", model, "--force")
+        assert result.exit_code == 0, result.output
+        assert result.stderr == (
+            f"warning: {src} is truncated: its header declares 16000 samples (1.00 s) but only {readable} "
+            f"({readable / SR:.2f} s) can be read\n"
+        ), model
+
+
 def test_folder_run_goes_on_and_skip_existing_finishes_it(env: Env) -> None:
     corpus, tokens = env.root / "corpus", env.root / "tokens"
     for i in range(3):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +28,7 @@ from vqaudio.cli.common import (
     refuse_same_files,
 )
 from vqaudio.cli.runs import RunResult, gather_inputs, report_failures, run_each
-from vqaudio.errors import VQAudioError
+from vqaudio.errors import VQAudioError, VQAudioWarning
 
 commands = CommandGroup()
 
@@ -281,8 +282,13 @@ def resynth(
     seconds = audio_duration(input)
     with ProgressBar(progress if seconds else False, "encode", seconds or 0.0, "s") as bar:
         enc = tok.encode(input, n_codebooks=n_codebooks, progress=bar)
-    # A speaker-conditioned model speaks the input's units in the input's own voice.
-    speaker = tok.speaker_embedding(input) if tok.conditional else None
+    # A speaker-conditioned model speaks the input's units in the input's own voice. Taking it reads the input a
+    # second time, and the encode has already said what is wrong with it (a truncated file): not again.
+    speaker = None
+    if tok.conditional:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VQAudioWarning)
+            speaker = tok.speaker_embedding(input)
     back_end = vocoder.value if vocoder else None
     with ProgressBar(progress, "decode", enc.original_length / tok.sample_rate, "s") as bar:
         tok.decode_to_file(enc, output, vocoder=back_end, overwrite=force, speaker=speaker, progress=bar)
