@@ -17,8 +17,10 @@ from vqaudio.models.conditional import ConditionalVQVAE, DVectorReference, Speak
 from vqaudio.models.dvector import DVectorEncoder
 from vqaudio.models.io import load_model, save_model
 from vqaudio.tokenizer import load
+from vqaudio.training.config import load_config
 
 SR = 16000
+DVECTOR_CONF = Path(__file__).resolve().parents[1] / "recipes" / "librispeech" / "conf" / "units16k_dvector.toml"
 
 
 def test_front_end_is_resemblyzers_mel() -> None:
@@ -81,3 +83,17 @@ def test_dvector_needs_16k() -> None:
         build_codec(config)
     with pytest.raises(ConfigError, match="learned"):
         SpeakerConfig(encoder="other")
+
+
+def test_dvector_training_needs_init_from(tmp_path: Path) -> None:
+    """Without init_from a d-vector units run would start from a random d-vector network, frozen: refused on load,
+    naming the script that makes the model to start from."""
+    with pytest.raises(ConfigError, match="init_from.*convert_dvector.py") as exc:
+        load_config(DVECTOR_CONF)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ConfigError, match="convert_dvector.py"):
+        load_config(DVECTOR_CONF, {"init_from": None})
+    cfg = load_config(DVECTOR_CONF, {"init_from": str(tmp_path / "dvec-init")})
+    assert cfg.model.speaker.encoder == "dvector" and cfg.init_from == str(tmp_path / "dvec-init")
+    # The learned reference encoder trains from scratch as before.
+    assert load_config(DVECTOR_CONF, {"model.speaker.encoder": "learned"}).init_from is None

@@ -176,6 +176,13 @@ class TrainConfig:
             raise ConfigError(f"content_warp must be [low, high] with 0.5 <= low <= high <= 2, got {self.content_warp}")
         if self.init_modules and self.init_from is None:
             raise ConfigError("init_modules needs init_from")
+        # The d-vector network is frozen and its weights come only from a converted model: without one the run
+        # would quietly train a decoder on the voices of a random network.
+        dvector = self.model.family == "conditional" and self.model.speaker.encoder == "dvector"
+        if self.task == "codec" and dvector and self.init_from is None:
+            raise ConfigError(
+                "model.speaker.encoder 'dvector' needs init_from: set it to a model made by scripts/convert_dvector.py"
+            )
         if self.steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 1:
             raise ConfigError("steps and the *_every intervals must be >= 1")
 
