@@ -51,6 +51,6 @@ from vqaudio.cli import codec, generate, report, train, units  # noqa: E402
 
 codec.commands.register(app)
 train.commands.register(app)
-generate.register(app)
-units.register(app)
+generate.commands.register(app)
+units.commands.register(app)
 report.commands.register(app)

@@ -223,21 +223,25 @@ class ProgressBar:
 
 
 class CommandGroup:
-    """The commands of one CLI module, put on the app by :meth:`register` in the order they were defined (the
-    order ``--help`` lists them), so that command modules never import the app."""
+    """The commands (and sub-command groups) of one CLI module, put on the app by :meth:`register` in the order
+    they were defined (the order ``--help`` lists them), so that command modules never import the app."""
 
     def __init__(self) -> None:
-        self._commands: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self._entries: list[Callable[[typer.Typer], Any]] = []
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Like ``typer.Typer.command``: the same arguments, applied at registration."""
 
         def add(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._commands.append((fn, args, kwargs))
+            self._entries.append(lambda app: app.command(*args, **kwargs)(fn))
             return fn
 
         return add
 
+    def group(self, sub: typer.Typer, name: str) -> None:
+        """A sub-command group (``vqaudio NAME ...``), added where it stands among the commands."""
+        self._entries.append(lambda app: app.add_typer(sub, name=name))
+
     def register(self, app: typer.Typer) -> None:
-        for fn, args, kwargs in self._commands:
-            app.command(*args, **kwargs)(fn)
+        for entry in self._entries:
+            entry(app)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vqaudio.cli.common import boundary, refuse_output
+from vqaudio.cli.common import CommandGroup, boundary, refuse_output
 
 units_app = typer.Typer(
     help="Discrete units for a corpus: extract (batched, resumable, sharded), then merge.", rich_markup_mode=None
@@ -80,25 +80,26 @@ def merge_cmd(
     typer.echo(f"{path}: {ok} files; {bad} skipped (errors.tsv)")
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(units_app, name="units")
+commands = CommandGroup()
+commands.group(units_app, "units")
 
-    @app.command()
-    @boundary
-    def convert(
-        input: Annotated[Path, typer.Argument(help="Speech to convert.")],
-        output: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac).")],
-        voice: Annotated[Path, typer.Option("--voice", help="A clip of the target voice (its first 30 s are used).")],
-        model: Annotated[str, typer.Option("--model", "-m", help="Speaker-conditioned model.")] = "units-16k",
-        vocoder: Annotated[str | None, typer.Option("--vocoder", help="Back end.")] = None,
-        force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
-    ) -> None:
-        """Voice conversion: INPUT's units, decoded in the voice of --voice."""
-        from vqaudio.tokenizer import load
 
-        refuse_output(output, [input, voice], force)
-        tok = load(model)
-        speaker = tok.speaker_embedding(voice)
-        enc = tok.encode(input)
-        seconds = tok.decode_to_file(enc, output, vocoder=vocoder, overwrite=force, speaker=speaker)
-        typer.echo(f"{input} -> {output} ({seconds:.2f} s) in the voice of {voice}")
+@commands.command()
+@boundary
+def convert(
+    input: Annotated[Path, typer.Argument(help="Speech to convert.")],
+    output: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac).")],
+    voice: Annotated[Path, typer.Option("--voice", help="A clip of the target voice (its first 30 s are used).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Speaker-conditioned model.")] = "units-16k",
+    vocoder: Annotated[str | None, typer.Option("--vocoder", help="Back end.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
+) -> None:
+    """Voice conversion: INPUT's units, decoded in the voice of --voice."""
+    from vqaudio.tokenizer import load
+
+    refuse_output(output, [input, voice], force)
+    tok = load(model)
+    speaker = tok.speaker_embedding(voice)
+    enc = tok.encode(input)
+    seconds = tok.decode_to_file(enc, output, vocoder=vocoder, overwrite=force, speaker=speaker)
+    typer.echo(f"{input} -> {output} ({seconds:.2f} s) in the voice of {voice}")
