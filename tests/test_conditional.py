@@ -290,3 +290,22 @@ def test_confusion_pushes_units_towards_telling_no_speaker() -> None:
     after = float(confusion_loss(adversary(z, mask)).detach())
     assert after < before and after == pytest.approx(np.log(4), abs=0.05)
     assert float(confusion_loss(torch.zeros(3, 4))) == pytest.approx(np.log(4))
+
+
+def test_speaker_adversary_waits_for_its_start_step(tmp_path: Path) -> None:
+    """Before loss.speaker_adversarial_start the classifier learns alone: the encoder's loss has no confusion
+    term; from that step on it has, and the term is at least log N (N speakers)."""
+    from vqaudio.data.manifest import collect_entries
+    from vqaudio.training.tasks.codec import CodecTask
+
+    cfg = _adversarial_config(tmp_path, 2, **{"loss.speaker_adversarial_start": 5, "content_warp": [1.0, 1.0]})
+    torch.manual_seed(0)
+    task = CodecTask(cfg)  # type: ignore[arg-type]
+    task.build_discriminators()
+    entries = collect_entries(cfg.data.train, None)  # type: ignore[attr-defined]
+    crops, collate_fn = task.dataset(entries)
+    batch = collate_fn([crops[i] for i in range(4)])
+    task.model.eval()  # no codebook updates between the two calls
+    before = float(task.train_step(task.model, batch, 4, None).loss.detach())
+    after = float(task.train_step(task.model, batch, 5, None).loss.detach())
+    assert after - before >= 0.5 * np.log(2) * 0.99

@@ -97,6 +97,9 @@ class LossConfig:
     # Speaker-conditioned codecs: weight of the encoder's term against a speaker classifier that learns to name
     # each crop's training speaker from its units (vqaudio/training/speaker_adversary.py). 0: no classifier.
     speaker_adversarial: float = 0.0
+    # Steps in which the classifier learns alone before the encoder answers it: a classifier that cannot yet tell
+    # speakers apart gives the encoder nothing to remove, only noise to follow.
+    speaker_adversarial_start: int = 0
 
     def __post_init__(self) -> None:
         if not self.speaker_adversarial >= 0.0:

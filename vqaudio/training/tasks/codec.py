@@ -49,6 +49,7 @@ class CodecTask(Task):
         self.teacher = None if config.teacher is None else load_teacher(config.teacher, self.model)
         # Made by build_discriminators when loss.speaker_adversarial is set.
         self.adversary: SpeakerAdversary | None = None
+        self.steps_taken = 0
         self.adversary_optimizer: torch.optim.Optimizer | None = None
         if config.loss.speaker_adversarial:
             if not isinstance(self.model, ConditionalVQVAE):
@@ -134,7 +135,13 @@ class CodecTask(Task):
         nn.utils.clip_grad_norm_(self.adversary.parameters(), self.config.optim.grad_clip)
         self.adversary_optimizer.step()
         metrics.update(speaker_ce=float(ce.detach()), speaker_acc=float((logits.argmax(-1) == speaker).float().mean()))
+        if self.steps_taken < self.config.loss.speaker_adversarial_start:
+            return units.new_zeros(())
         return confusion_loss(self.adversary(units, mask))
+
+    def train_step(self, model: nn.Module, batch: Batch, step: int, disc: nn.Module | None) -> StepResult:
+        self.steps_taken = step  # the speaker adversary's start counts in the trainer's steps
+        return super().train_step(model, batch, step, disc)
 
     def build_discriminators(self) -> nn.Module | None:
         """The discriminators (see :class:`Task`) and, with ``loss.speaker_adversarial``, the speaker adversary
