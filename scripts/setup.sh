@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with vqaudio installed (CPU torch), plus the command-line codecs the benchmarks and tests use.
 #   bash scripts/setup.sh          # runtime
-#   bash scripts/setup.sh dev      # + test, lint and evaluation tools
+#   bash scripts/setup.sh dev      # + test, lint and evaluation tools, and the onnx extra (its tests run in CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -18,7 +18,7 @@ python3 -m venv .venv
 # The CPU build of torch first: any later requirement that 2.13.0 satisfies then installs nothing more.
 .venv/bin/pip install -q torch==2.13.0
 if [ "$extras" = dev ]; then
-    .venv/bin/pip install -q -e '.[dev]'
+    .venv/bin/pip install -q -e '.[dev,onnx]'
 else
     .venv/bin/pip install -q -e .
 fi

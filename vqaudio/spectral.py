@@ -116,6 +116,11 @@ def _window(win_length: int, n_fft: int) -> torch.Tensor:
         return F.pad(w, (left, n_fft - win_length - left))
 
 
+def stft_window(config: STFTConfig) -> torch.Tensor:
+    """The window ``[n_fft]`` every frame of ``config`` is multiplied by (see :func:`_window`); a cached tensor."""
+    return _window(config.window_length, config.n_fft)
+
+
 @functools.lru_cache(maxsize=32)
 def _inverse_envelope(win_length: int, n_fft: int, hop_length: int, n_frames: int) -> torch.Tensor:
     """``1 / sum_f w^2(t - f hop)`` for the overlap-add of ``n_frames`` frames; 0 where the sum vanishes (only

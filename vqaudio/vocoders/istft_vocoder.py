@@ -113,31 +113,40 @@ class ISTFTVocoder(Vocoder):
         """``[B, n_mels, F]`` -> the head's complex STFT ``[B, n_fft // 2 + 1, F]``."""
         return self._spectrum(log_mel, anchor)[0].transpose(1, 2)
 
-    def _spectrum(
-        self, log_mel: torch.Tensor, anchor: tuple[int, torch.Tensor] | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The complex STFT in frame-major layout ``[B, F, K]`` (what the inverse STFT reads) and, for the
-        integrated head, the running phase ``[B, K, F]`` inside it."""
+    def head_outputs(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Log-mel ``[B, n_mels, F]`` -> the network's real-valued outputs, each ``[B, K, F]`` float32 (``K`` head
+        bins): the log-magnitude (the magnitude prior added, not yet clamped), then the phase (``direct``) or the
+        frequency deviation and phase offset (``integrated``). Everything after them (the phase's running sum,
+        the consistency projections, the inverse STFT) is complex or global in time; this part is what the
+        vocoder's ONNX graph holds (:mod:`vqaudio.runtime.graphs`)."""
         x = (log_mel - self.feature_mean) / self.feature_std
         x = self.backbone(self.norm_in(self.inp(x)))
         # The 1x1 head as a product on frames: its outputs come out frame-major, so the spectrum below is built
         # in the layout the inverse STFT reads, with no transposed copy of a complex tensor on the way.
         frames = F.linear(self.norm_out(x).transpose(1, 2), self.head.weight[:, :, 0], self.head.bias)
         out = frames.float().transpose(1, 2)  # [B, n_outputs * K, F], a view
+        parts = out.chunk(3 if self.config.phase == "integrated" else 2, dim=1)
+        if not self.config.magnitude_prior:
+            return parts
+        with torch.autocast(log_mel.device.type, enabled=False):
+            prior = torch.matmul(self.prior, torch.exp(log_mel.float()))
+        return (parts[0] + torch.log(prior.clamp_min(LOG_EPS)), *parts[1:])
+
+    def _spectrum(
+        self, log_mel: torch.Tensor, anchor: tuple[int, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The complex STFT in frame-major layout ``[B, F, K]`` (what the inverse STFT reads) and, for the
+        integrated head, the running phase ``[B, K, F]`` inside it."""
         running = None
         if self.config.phase == "integrated":
-            log_mag, deviation, offset = out.chunk(3, dim=1)
+            log_mag, deviation, offset = self.head_outputs(log_mel)
             running = self._integrate(deviation)
             if anchor is not None:
                 frame, value = anchor
                 running = torch.remainder(running + (value - running[..., frame])[..., None], 2 * torch.pi)
             phase = running + offset
         else:
-            log_mag, phase = out.chunk(2, dim=1)
-        if self.config.magnitude_prior:
-            with torch.autocast(log_mel.device.type, enabled=False):
-                prior = torch.matmul(self.prior, torch.exp(log_mel.float()))
-            log_mag = log_mag + torch.log(prior.clamp_min(LOG_EPS))
+            log_mag, phase = self.head_outputs(log_mel)
         # Clamp before exp: an untrained head must not overflow to inf. Real and imaginary parts are computed
         # and interleaved by hand: torch.polar takes several times longer on a CPU.
         mag = torch.exp(log_mag.transpose(1, 2).clamp(max=6.0))
