@@ -32,6 +32,7 @@ from vqaudio.models.builders import build_back_ends
 from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.io import LoadedModel, load_model
 from vqaudio.precision import resolve_precision
+from vqaudio.runtime.sessions import OnnxOptions, runtime_codec
 from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible, code_search_id
 from vqaudio.vocoders.base import Vocoder
 from vqaudio.voices import check_speaker, reference_embedding
@@ -49,6 +50,8 @@ def load(
     decode_precision: str = "auto",
     postfilter: bool = True,
     beam: int | None = None,
+    runtime: str = "torch",
+    onnx: OnnxOptions | None = None,
 ) -> Tokenizer:
     """Load a shipped model by name, or a model directory by path. Never touches the network.
 
@@ -58,7 +61,8 @@ def load(
     both). ``postfilter=False`` skips the model's post-filter, if it has one, and decodes the codec's plain
     output (the log-mel closest to the original, as training measures it). ``beam`` is the width of the code
     search when encoding (1: greedy, the fastest, up to :data:`MAX_BEAM`; default: the model card's
-    ``default_beam``, else 1).
+    ``default_beam``, else 1). ``runtime="onnxruntime"`` runs the encoder and decoder networks as ONNX graphs, the
+    same codes for the same audio (:mod:`vqaudio.runtime.onnx`); ``onnx`` sets up its sessions and graphs.
     """
     path = Path(model)
     shipped = shipped_models()
@@ -70,6 +74,8 @@ def load(
             decode_precision=decode_precision,
             postfilter=postfilter,
             beam=beam,
+            runtime=runtime,
+            onnx=onnx,
         )
     names = ", ".join(shipped) or "none installed"
     raise ModelError(f"{model}: no such model directory or shipped model (shipped: {names})")
@@ -87,6 +93,8 @@ class Tokenizer:
         decode_precision: str = "auto",
         postfilter: bool = True,
         beam: int | None = None,
+        runtime: str = "torch",
+        onnx: OnnxOptions | None = None,
     ) -> None:
         if loaded.codec is None:
             raise ModelError(f"{loaded.path}: holds only a vocoder, not a codec")
@@ -95,7 +103,8 @@ class Tokenizer:
         self.encode_dtype = resolve_precision(encode_precision)
         self.decode_dtype = resolve_precision(decode_precision)
         self.loaded = loaded
-        self.model = loaded.codec
+        self.runtime = runtime
+        self.model = runtime_codec(loaded, runtime, onnx)
         self.postfilter = postfilter and self.model.has_postfilter
         self.name = loaded.name
         self.checksum = loaded.checksum
@@ -103,7 +112,12 @@ class Tokenizer:
         self.codes_checksum = self.model.codes_checksum()
         # Weights of earlier releases that made the same codes, for token files older than the codes checksum.
         self.compatible_checksums = self.card.compatible_checksums
-        self.window_frames = max(1, int(window_seconds * self.model.frame_rate))
+        # Facts of the model, fixed at load.
+        self.sample_rate: int = self.model.sample_rate
+        self.frame_rate: float = self.model.frame_rate
+        self.num_codebooks: int = self.model.num_codebooks
+        self.codebook_size: int = self.model.codebook_size
+        self.window_frames = max(1, int(window_seconds * self.frame_rate))
         self.beam = self.default_beam if beam is None else beam
         self.back_ends = BackEnds(
             build_back_ends(self.model, loaded.vocoder),
@@ -113,22 +127,6 @@ class Tokenizer:
         )
 
     # -- facts ---------------------------------------------------------------------------------------
-    @property
-    def sample_rate(self) -> int:
-        return self.model.sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self.model.frame_rate
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.model.num_codebooks
-
-    @property
-    def codebook_size(self) -> int:
-        return self.model.codebook_size
-
     @property
     def vocoders(self) -> tuple[str, ...]:
         """Back ends available for this model (empty for waveform models, which decode audio directly)."""

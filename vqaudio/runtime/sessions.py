@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqaudio.errors import ConfigError
+from vqaudio.errors import ConfigError, ModelError, VQAudioError
+from vqaudio.models.base import CodecModel
+from vqaudio.models.io import LoadedModel
 from vqaudio.runtime.extra import require
 
 RUNTIMES = ("torch", "onnxruntime")
@@ -47,6 +49,22 @@ class OnnxOptions:
             raise ConfigError(
                 f"onnxruntime optimization must be one of {', '.join(OPTIMIZATIONS)}, got {self.optimization!r}"
             )
+
+
+def runtime_codec(loaded: LoadedModel, runtime: str, options: OnnxOptions | None = None) -> CodecModel:
+    """``loaded``'s codec as ``runtime`` runs it: ``torch``, the model itself; ``onnxruntime``, the same model with
+    its encoder and decoder networks running as ONNX graphs (:mod:`vqaudio.runtime.onnx`), set up by ``options``."""
+    if runtime not in RUNTIMES:
+        raise VQAudioError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if loaded.codec is None:
+        raise ModelError(f"{loaded.path}: holds only a vocoder, not a codec")
+    if runtime == "torch":
+        if options is not None:
+            raise VQAudioError("onnxruntime options were given, but the runtime is torch")
+        return loaded.codec
+    from vqaudio.runtime.load import onnx_runtime_codec  # exporting needs torch.onnx: loaded only when asked for
+
+    return onnx_runtime_codec(loaded, options or OnnxOptions())
 
 
 def cache_root(options: OnnxOptions) -> Path:
