@@ -42,6 +42,7 @@ COMMANDS = (
     "export",
     "plot-log",
     "export-prior",
+    "export-onnx",
     "compress",
     "decompress",
     "generate",

@@ -1,7 +1,6 @@
-"""ONNX export (:func:`vqaudio.runtime.export.export_onnx`) and the onnxruntime execution path
-(``runtime="onnxruntime"``).
+"""ONNX export (``vqaudio export-onnx``) and the onnxruntime execution path (``runtime="onnxruntime"``).
 
-The tiny model is exported once and the tests share that folder: the export matches PyTorch
+The tiny model is exported once, through the CLI, and the tests share that folder: the export matches PyTorch
 (the same codes, log-mel and audio within tolerance), the onnxruntime path keeps chunked == whole and batched ==
 single, finds its graphs in the cache or a folder and refuses graphs of another model, and a missing extra is one
 line. Skipped when the ``onnx`` extra is not installed (``scripts/setup.sh dev`` installs it).
@@ -20,14 +19,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from conftest import speech_like, tiny_config
+from typer.testing import CliRunner, Result
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 onnx = pytest.importorskip("onnx")
 
 import vqaudio.runtime.load as runtime_load  # noqa: E402
+from vqaudio.cli import app  # noqa: E402
 from vqaudio.errors import ConfigError, ModelError, VQAudioError  # noqa: E402
 from vqaudio.models.builders import build_codec  # noqa: E402
 from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig  # noqa: E402
@@ -35,17 +37,34 @@ from vqaudio.models.io import load_model, save_model  # noqa: E402
 from vqaudio.runtime.export import OPSET, TOLERANCE, export_onnx, probe_audio  # noqa: E402
 from vqaudio.runtime.onnx import OnnxSpectralVQVAE  # noqa: E402
 from vqaudio.runtime.sessions import OnnxOptions, open_session, run  # noqa: E402
+from vqaudio.tokenfile import load_codes  # noqa: E402
 from vqaudio.tokenizer import Tokenizer, load  # noqa: E402
 
 SR = 16000
 BIG_WINDOW = 1000.0  # seconds: one window, a whole-file pass
+runner = CliRunner()
+
+
+def invoke(*args: object) -> Result:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result: Result) -> str:
+    """Exit code 1 and one ``error:`` line on stderr; returns it."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model exported once, shared by every test here."""
+    """The tiny model exported once by the CLI command, shared by every test here."""
     out = tmp_path_factory.mktemp("onnx") / "tiny-onnx"
-    assert export_onnx(load_model(tiny_model_dir), out).codes_equal == 1.0
+    result = invoke("export-onnx", tiny_model_dir, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "codes equal: 100.0 %" in result.stdout
     return out
 
 
@@ -91,16 +110,18 @@ def test_export_writes_graphs_codebooks_and_manifest(exported: Path, tiny_model_
     assert arrays["mel_basis"].shape == (40, 257) and arrays["mel_window"].shape == (512,)
 
 
-def test_export_refuses_an_existing_folder(exported: Path, tiny_model_dir: Path) -> None:
+def test_export_refuses_an_existing_folder_without_force(exported: Path, tiny_model_dir: Path) -> None:
     before = (exported / "manifest.json").read_bytes()
-    with pytest.raises(VQAudioError, match="exists; pass --force"):
-        export_onnx(load_model(tiny_model_dir), exported)
+    line = one_line_error(invoke("export-onnx", tiny_model_dir, "-o", exported))
+    assert "exists" in line and "--force" in line
     assert (exported / "manifest.json").read_bytes() == before
+    with pytest.raises(VQAudioError, match="exists"):
+        export_onnx(load_model(tiny_model_dir), exported)
 
 
 def test_waveform_models_are_refused(tiny_waveform_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="only spectral codecs export to ONNX"):
-        export_onnx(load_model(tiny_waveform_dir), tmp_path / "out")
+    line = one_line_error(invoke("export-onnx", tiny_waveform_dir, "-o", tmp_path / "out"))
+    assert "only spectral codecs export to ONNX" in line
     assert not (tmp_path / "out").exists()
     with pytest.raises(ModelError, match="only spectral"):
         load(tiny_waveform_dir, runtime="onnxruntime", onnx=OnnxOptions(cache=tmp_path))
@@ -165,6 +186,23 @@ def test_batch_equals_single(exported: Path, tiny_model_dir: Path, beam: int) ->
         assert torch.equal(got.codes, alone.codes) and got.original_length == alone.original_length
 
 
+def test_cli_runtime_gives_the_codes_of_torch(exported: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, speech_like(1.5), SR)
+    for runtime, extra in (("torch", ()), ("onnxruntime", ("--onnx-dir", exported))):
+        result = invoke(
+            "tokenize", wav, "-o", tmp_path / f"{runtime}.vqt", "-m", tiny_model_dir, "--runtime", runtime, *extra
+        )
+        assert result.exit_code == 0, result.output
+    a, b = load_codes(tmp_path / "torch.vqt"), load_codes(tmp_path / "onnxruntime.vqt")
+    assert np.array_equal(a.codes, b.codes) and a.header == b.header
+    args = ("-m", tiny_model_dir, "--runtime", "onnxruntime", "--onnx-dir", exported)
+    assert invoke("detokenize", tmp_path / "onnxruntime.vqt", tmp_path / "out.wav", *args).exit_code == 0
+    assert invoke("resynth", wav, tmp_path / "again.wav", *args).exit_code == 0
+    line = one_line_error(invoke("resynth", wav, tmp_path / "x.wav", "-m", tiny_model_dir, "--onnx-dir", exported))
+    assert "--onnx-dir needs --runtime onnxruntime" in line
+
+
 # --- where the graphs come from ---------------------------------------------------------------------------------
 
 
@@ -212,10 +250,14 @@ def test_missing_extra_is_one_line(tiny_model_dir: Path, tmp_path: Path, monkeyp
     with pytest.raises(VQAudioError) as e:
         load(tiny_model_dir, runtime="onnxruntime", onnx=OnnxOptions(cache=tmp_path))
     assert "\n" not in str(e.value) and "pip install 'vqaudio[onnx]'" in str(e.value)
-    with pytest.raises(VQAudioError) as e:
-        export_onnx(load_model(tiny_model_dir), tmp_path / "out")
-    assert "\n" not in str(e.value) and "pip install 'vqaudio[onnx]'" in str(e.value)
-    assert not list(tmp_path.iterdir())
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, speech_like(0.5), SR)
+    for args in (
+        ("tokenize", wav, "-m", tiny_model_dir, "--runtime", "onnxruntime"),
+        ("export-onnx", tiny_model_dir, "-o", tmp_path / "out"),
+    ):
+        assert "pip install 'vqaudio[onnx]'" in one_line_error(invoke(*args))
+    assert not list(tmp_path.glob("*out*"))
 
 
 def test_options_are_checked(exported: Path, tiny_model_dir: Path) -> None:

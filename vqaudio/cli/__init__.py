@@ -46,11 +46,13 @@ def main() -> None:
 
 
 # Each module's commands register on ``app`` in the order ``--help`` lists them: the codec's (tokenize ... models),
-# the training ones (train ... plot-log), the prior's (compress, decompress, generate), units and convert, then compare.
-from vqaudio.cli import codec, generate, report, train, units  # noqa: E402
+# the training ones (train ... plot-log), export-onnx, the prior's (compress, decompress, generate), units and convert,
+# then compare.
+from vqaudio.cli import codec, generate, report, runtime, train, units  # noqa: E402
 
 codec.commands.register(app)
 train.commands.register(app)
+runtime.commands.register(app)
 generate.commands.register(app)
 units.commands.register(app)
 report.commands.register(app)

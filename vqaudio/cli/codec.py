@@ -28,6 +28,7 @@ from vqaudio.cli.common import (
     refuse_same_files,
 )
 from vqaudio.cli.runs import RunResult, gather_inputs, report_failures, run_each
+from vqaudio.cli.runtime import OnnxDirOpt, RuntimeChoice, RuntimeOpt, onnx_options
 from vqaudio.errors import VQAudioError, VQAudioWarning
 
 commands = CommandGroup()
@@ -115,6 +116,8 @@ def tokenize(
     ] = False,
     strict: StrictOpt = False,
     progress: ProgressOpt = None,
+    runtime: RuntimeOpt = RuntimeChoice.torch,
+    onnx_dir: OnnxDirOpt = None,
 ) -> None:
     """Encode audio into a token file (default: IN.vqt beside each input). A folder run goes on past a bad file
     and lists the failures at the end (exit code 1)."""
@@ -155,7 +158,8 @@ def tokenize(
         raise VQAudioError(
             f"{what or f'{existing[0]} exists'}; pass --force to overwrite, or --skip-existing to keep what exists"
         )
-    tok = load(model, encode_precision=precision.value, beam=beam)
+    onnx = onnx_options(runtime, onnx_dir)
+    tok = load(model, encode_precision=precision.value, beam=beam, runtime=runtime.value, onnx=onnx)
     k = n_codebooks or tok.default_codebooks
     tok.bitrate(k)  # refuses a bad --n-codebooks before any file is read
     if out_dir is not None:
@@ -204,8 +208,9 @@ def tokenize(
     report_failures(result, len(jobs))
 
 
-def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postfilter: bool) -> tuple[Any, Any]:
-    """Read a token file and pick the model: ``--model`` if given, else the one named in the file."""
+def _load_tokens(path: Path, tok_model: str | None, **options: Any) -> tuple[Any, Any]:
+    """Read a token file and pick the model: ``--model`` if given, else the one named in the file; ``options`` are
+    :func:`vqaudio.load`'s."""
     from vqaudio.tokenfile import assume_model, load_codes
     from vqaudio.tokenizer import load
 
@@ -213,7 +218,7 @@ def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postf
     if tf.header.is_unknown:
         if tok_model is None:
             raise VQAudioError(f"{path} does not say which model made it; pass --model")
-        tok = load(tok_model, decode_precision=decode_precision, postfilter=postfilter)
+        tok = load(tok_model, **options)
         tf = type(tf)(
             header=assume_model(
                 tf.header,
@@ -227,7 +232,7 @@ def _load_tokens(path: Path, tok_model: str | None, decode_precision: str, postf
         )
     else:
         name = model_named_in(tf.header.model_id, tok_model, path)
-        tok = load(name, decode_precision=decode_precision, postfilter=postfilter)
+        tok = load(name, **options)
     return tf, tok
 
 
@@ -244,11 +249,16 @@ def detokenize(
     postfilter: PostFilterOpt = True,
     force: ForceOpt = False,
     progress: ProgressOpt = None,
+    runtime: RuntimeOpt = RuntimeChoice.torch,
+    onnx_dir: OnnxDirOpt = None,
 ) -> None:
     """Decode a token file back into audio."""
     refuse_same_files([output], [tokens])
     refuse_existing(output, force)
-    tf, tok = _load_tokens(tokens, model, precision.value, postfilter)
+    onnx = onnx_options(runtime, onnx_dir)
+    tf, tok = _load_tokens(
+        tokens, model, decode_precision=precision.value, postfilter=postfilter, runtime=runtime.value, onnx=onnx
+    )
     with ProgressBar(progress, "detokenize", tf.header.original_length / tok.sample_rate, "s") as bar:
         seconds = tok.decode_to_file(
             tf, output, vocoder=vocoder.value if vocoder else None, overwrite=force, progress=bar
@@ -270,6 +280,8 @@ def resynth(
     force: ForceOpt = False,
     strict: StrictOpt = False,
     progress: ProgressOpt = None,
+    runtime: RuntimeOpt = RuntimeChoice.torch,
+    onnx_dir: OnnxDirOpt = None,
 ) -> None:
     """Encode and decode: hear what the codec keeps (encoding in float32, as tokenize does by default)."""
     from vqaudio.audio import audio_duration
@@ -278,7 +290,10 @@ def resynth(
     be_strict(strict)
     refuse_same_files([output], [input])
     refuse_existing(output, force)
-    tok = load(model, decode_precision=precision.value, postfilter=postfilter, beam=beam)
+    onnx = onnx_options(runtime, onnx_dir)
+    tok = load(
+        model, decode_precision=precision.value, postfilter=postfilter, beam=beam, runtime=runtime.value, onnx=onnx
+    )
     seconds = audio_duration(input)
     with ProgressBar(progress if seconds else False, "encode", seconds or 0.0, "s") as bar:
         enc = tok.encode(input, n_codebooks=n_codebooks, progress=bar)
