@@ -37,12 +37,18 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
 
     torch.set_num_threads(args.threads)
     tok = vqaudio.load(
-        args.model, encode_precision=args.encode_precision, decode_precision=args.decode_precision, beam=args.beam
+        args.model,
+        encode_precision=args.encode_precision,
+        decode_precision=args.decode_precision,
+        beam=args.beam,
+        runtime=args.runtime,
     )
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
     arithmetic = (
         names[tok.encode_dtype] if args.task == "tokenize" else f"{names[tok.encode_dtype]} / {names[tok.decode_dtype]}"
     )
+    if args.runtime == "onnxruntime":  # the graphs run in float32 whatever the torch precision says
+        arithmetic = "onnxruntime float32"
     k = args.n_codebooks
     if args.task == "long":
         # Stream a long file through encode, then decode it straight back to disk: only the codes and one
@@ -95,6 +101,16 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
     with FlopCounterMode(display=False) as counter:
         run()
     work = counter.get_total_flops() / seconds
+    if args.runtime != "torch":  # the counter sees torch's products only, not the graphs'
+        return {
+            "task": "vocode (mel to audio)" if args.task == "vocode" else args.task,
+            "beam": None if args.task == "vocode" else tok.beam,
+            "vocoder": args.vocoder,
+            "arithmetic": arithmetic,
+            "seconds": seconds,
+            "x_realtime": seconds / wall,
+            "peak_rss_mb": peak_mb,
+        }
     return {
         "task": "vocode (mel to audio)" if args.task == "vocode" else args.task,
         "beam": None if args.task == "vocode" else tok.beam,
@@ -155,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocoders", nargs="+", default=["learned", "griffin-lim", "hybrid"])
     p.add_argument("--encode-precision", default="float32", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--decode-precision", default="auto", choices=["auto", "float32", "bfloat16"])
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="the model's execution path")
     p.add_argument("--long-seconds", type=float, default=0.0, help="also stream-encode a file this long")
     p.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     p.add_argument("--task", choices=["tokenize", "resynth", "vocode", "long"], help=argparse.SUPPRESS)
@@ -185,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             args.encode_precision,
             "--decode-precision",
             args.decode_precision,
+            "--runtime",
+            args.runtime,
         ]
         if args.n_codebooks:
             cmd += ["--n-codebooks", str(args.n_codebooks)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -383,3 +384,25 @@ def test_profile_benchmark_lists_every_stage(tmp_path: Path, tiny_model_dir: Pat
     for task in ("tokenize", "resynth"):
         shares = [float(r[4].rstrip(" %")) for r in rows if r[0] == task]
         assert shares and 97 <= sum(shares) <= 103
+
+
+def test_speed_benchmark_runs_the_onnxruntime_path(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """--runtime onnxruntime times the same tasks through the ONNX graphs, naming the arithmetic and leaving the
+    work columns empty (torch's counter cannot see inside the graphs)."""
+    pytest.importorskip("onnxruntime")
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, speech_like(1.0, 16000, f0=120, seed=0), 16000)
+    out = tmp_path / "results.md"
+    cmd = [sys.executable, str(BENCHMARKS / "speed.py"), "--model", str(tiny_model_dir), "--audio", str(clip)]
+    cmd += ["--repeats", "1", "--threads", "1", "--vocoders", "learned", "--runtime", "onnxruntime"]
+    done = subprocess.run(
+        [*cmd, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VQAUDIO_CACHE": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    tokenize, resynth = rows[0], rows[1]
+    assert tokenize[0].strip() == "tokenize" and resynth[0].strip() == "resynth"
+    assert "onnxruntime" in tokenize[3] and float(tokenize[5]) > 0 and tokenize[6].strip() == "-"
