@@ -30,7 +30,7 @@ from vqaudio.encoded import Encoded
 from vqaudio.errors import TokenFileError, VQAudioError
 from vqaudio.prior.integer import IntegerPrior, frequencies
 from vqaudio.prior.io import PriorCard
-from vqaudio.tokenfile import TokenFile, TokenHeader
+from vqaudio.tokenfile import TokenFile, TokenHeader, code_search_variant
 from vqaudio.tokenizer import Tokenizer
 
 VQZ_MAGIC = b"VQAZ"
@@ -156,6 +156,7 @@ def compress(codes: np.ndarray, header: TokenHeader, prior: IntegerPrior, card: 
         raise VQAudioError(
             f"these codes were made by {header.model_id}; the prior {card.name} models {card.codec}'s codes"
         )
+    _check_search(header, card)
     words = encode_codes(np.asarray(codes, dtype=np.int64), prior)
     return VqzFile(header=header, prior_name=card.name, prior_checksum=card.checksum, words=words)
 
@@ -167,7 +168,20 @@ def decompress(vqz: VqzFile, prior: IntegerPrior, card: PriorCard, source: str =
             f"{source} was coded with prior {vqz.prior_name} ({vqz.prior_checksum[:16]}); "
             f"the loaded prior is {card.name} ({card.checksum[:16]})"
         )
+    _check_search(vqz.header, card, source)
     return decode_codes(vqz.words, prior, vqz.header.num_frames)
+
+
+def _check_search(header: TokenHeader, card: PriorCard, source: str = "these tokens") -> None:
+    """Refuse codes of another code-search variant than the prior's (an int8 encoder's codes against a prior of
+    PyTorch's, or the reverse, :func:`vqaudio.tokenfile.code_search_variant`): the codes would still round-trip,
+    but two kinds of codes would pass for one."""
+    ours, theirs = code_search_variant(header.code_search), code_search_variant(card.code_search)
+    if ours != theirs:
+        raise VQAudioError(
+            f"{source}: codes found by code search {header.code_search!r}, but the prior {card.name} models codes "
+            f"found by {card.code_search!r}; an int8 encoder's codes and the float encoder's must not be mixed"
+        )
 
 
 # -- with a tokenizer ---------------------------------------------------------------------------------------

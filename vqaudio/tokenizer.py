@@ -32,7 +32,7 @@ from vqaudio.models.builders import build_back_ends
 from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.io import LoadedModel, load_model
 from vqaudio.precision import resolve_precision
-from vqaudio.runtime.sessions import OnnxOptions, runtime_codec
+from vqaudio.runtime.sessions import OnnxOptions, code_search_variant, runtime_codec, runtime_vocoder
 from vqaudio.tokenfile import TokenFile, TokenHeader, check_compatible, code_search_id
 from vqaudio.vocoders.base import Vocoder
 from vqaudio.voices import check_speaker, reference_embedding
@@ -119,8 +119,10 @@ class Tokenizer:
         self.codebook_size: int = self.model.codebook_size
         self.window_frames = max(1, int(window_seconds * self.frame_rate))
         self.beam = self.default_beam if beam is None else beam
+        # What searched the codes: a file's header says it, and an int8 encoder's codes get an identity of their own.
+        self.code_search = code_search_id(self.beam, CODES_VERSION, code_search_variant(runtime, onnx))
         self.back_ends = BackEnds(
-            build_back_ends(self.model, loaded.vocoder),
+            build_back_ends(self.model, runtime_vocoder(self.model, loaded.vocoder)),
             default=self.card.default_vocoder,
             decode_dtype=self.decode_dtype,
             model=self.name,
@@ -240,7 +242,7 @@ class Tokenizer:
             model_checksum=self.checksum,
             codebook_size=self.codebook_size,
             codes_checksum=self.codes_checksum,
-            code_search=code_search_id(self.beam, CODES_VERSION),
+            code_search=self.code_search,
         )
 
     @torch.inference_mode()

@@ -6,6 +6,8 @@ A folder made here holds::
     manifest.json        the model's name, checksum and codes checksum, the opset, each graph's inputs and outputs,
                          the files' sha256 and how far the check found onnxruntime from PyTorch
     encoder.onnx  decoder.onnx  vocoder.onnx (when the model has a learned vocoder)
+    decoder.int8.onnx ...  with --int8: the graphs asked for, quantized (:mod:`vqaudio.runtime.int8`), listed in
+                         the manifest's ``int8`` with their sha256 and the float graph's they were made from
     arrays.safetensors   codebooks [K, C, D]; mel_window [n_fft] and mel_basis [n_mels, n_fft // 2 + 1] of the front
                          end; postfilter_centre [n_mels] (a model with a post-filter); default_speaker [S] (a
                          speaker-conditioned model); head_window [n_fft] of the learned vocoder's inverse STFT
@@ -52,6 +54,7 @@ from vqaudio.models.spectral import SpectralVQVAE
 from vqaudio.runtime.extra import require
 from vqaudio.runtime.graphs import VOCODER, GraphSpec, codebooks, exportable, graph_modules
 from vqaudio.runtime.graphs import graph_specs as make_specs
+from vqaudio.runtime.int8 import int8_entries
 from vqaudio.runtime.onnx import OnnxGraphs, onnx_codec
 from vqaudio.runtime.sessions import OnnxOptions, open_session, run
 from vqaudio.spectral import mel_basis, stft_window
@@ -312,13 +315,19 @@ def _place(tmp: Path, folder: Path, overwrite: bool) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def export_onnx(loaded: LoadedModel, folder: str | os.PathLike[str], *, overwrite: bool = False) -> OnnxExport:
+def export_onnx(
+    loaded: LoadedModel, folder: str | os.PathLike[str], *, overwrite: bool = False, int8: tuple[str, ...] = ()
+) -> OnnxExport:
     """Export ``loaded``'s encoder, decoder and learned vocoder (if any) to ``folder`` as ONNX graphs at opset
     :data:`OPSET`, with the codebooks and the front end's arrays and a manifest, after checking them against
-    PyTorch (see the module docstring). ``folder`` must not exist unless ``overwrite``."""
+    PyTorch (see the module docstring); and an int8 version of each graph named in ``int8``
+    (:mod:`vqaudio.runtime.int8`), listed in the manifest. ``folder`` must not exist unless ``overwrite``."""
     for package in ("onnx", "onnxscript", "onnxruntime"):
         require(package, "ONNX export")
+    int8 = OnnxOptions(int8=int8).int8  # checks the names
     codec = exportable(loaded.codec, loaded.name)
+    if VOCODER in int8 and loaded.vocoder is None:
+        raise ModelError(f"{loaded.name} has no learned vocoder to write as int8")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise VQAudioError(f"{folder} is a file, not a folder")
@@ -339,6 +348,8 @@ def export_onnx(loaded: LoadedModel, folder: str | os.PathLike[str], *, overwrit
         arrays = _arrays(loaded, codec)
         (tmp / ARRAYS_FILE).write_bytes(save(arrays))
         manifest = _manifest(loaded, codec, specs, checks, codes_equal, tmp, arrays)
+        if int8:
+            manifest["int8"] = int8_entries(tmp, specs, int8)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         _place(tmp, folder, overwrite)
     finally:

@@ -31,20 +31,33 @@ from typing import Any
 import torch
 
 from vqaudio.blocks import downsample_mask
-from vqaudio.errors import VQAudioError
+from vqaudio.errors import ModelError, VQAudioError
 from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.spectral import SpectralVQVAE
-from vqaudio.runtime.graphs import DECODER, ENCODER, GraphSpec
+from vqaudio.runtime.graphs import DECODER, ENCODER, VOCODER, GraphSpec
 from vqaudio.runtime.sessions import OnnxOptions, open_session, run
+from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
 
 
 class OnnxGraphs:
-    """onnxruntime sessions on the encoder and decoder graphs of a folder made by :func:`export_onnx`."""
+    """onnxruntime sessions on the encoder and decoder graphs of a folder made by :func:`export_onnx`, each the
+    float graph or, if ``options.int8`` names it, its int8 version (:mod:`vqaudio.runtime.int8`); and on the
+    vocoder graph only when it is asked for as int8 (the float path leaves the vocoder to torch)."""
 
     def __init__(self, folder: Path, specs: dict[str, GraphSpec], options: OnnxOptions) -> None:
         self.folder, self.options = folder, options
-        self.encoder: Any = open_session(folder / specs[ENCODER].file, options)
-        self.decoder: Any = open_session(folder / specs[DECODER].file, options)
+        if VOCODER in options.int8 and VOCODER not in specs:
+            raise ModelError(f"{folder}: the model has no learned vocoder to run as int8")
+        self.encoder: Any = self._open(folder / specs[ENCODER].file, ENCODER)
+        self.decoder: Any = self._open(folder / specs[DECODER].file, DECODER)
+        self.vocoder: Any = self._open(folder / specs[VOCODER].file, VOCODER) if VOCODER in options.int8 else None
+
+    def _open(self, path: Path, name: str) -> Any:
+        if name not in self.options.int8:
+            return open_session(path, self.options)
+        from vqaudio.runtime.int8 import open_int8
+
+        return open_int8(path, lambda p: open_session(p, self.options))
 
 
 class _OnnxCodec(SpectralVQVAE):
@@ -109,3 +122,23 @@ def onnx_codec(codec: SpectralVQVAE, graphs: OnnxGraphs) -> SpectralVQVAE:
     if isinstance(codec, ConditionalVQVAE):
         return OnnxConditionalVQVAE(codec, graphs)
     return OnnxSpectralVQVAE(codec, graphs)
+
+
+class OnnxISTFTVocoder(ISTFTVocoder):
+    """The learned vocoder with its network (:meth:`head_outputs`) running as the vocoder graph; the phase's
+    running sum, the consistency projections and the inverse STFT stay in torch, as ever."""
+
+    def __init__(self, vocoder: ISTFTVocoder, session: Any) -> None:
+        with torch.device("meta"):  # an empty shell, then the vocoder's own modules and buffers, as _OnnxCodec
+            ISTFTVocoder.__init__(self, vocoder.mel_config, vocoder.config)
+        for name, module in vocoder.named_children():
+            setattr(self, name, module)
+        for name, buffer in vocoder.named_buffers(recurse=False):
+            setattr(self, name, buffer)
+        assert not any(t.is_meta for t in (*self.parameters(), *self.buffers()))
+        self.session = session
+        self.eval()
+
+    def head_outputs(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """As :meth:`ISTFTVocoder.head_outputs`, from the graph (float32 in and out whatever the precision)."""
+        return tuple(run(self.session, {"log_mel": log_mel.float()}))

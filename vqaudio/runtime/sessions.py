@@ -14,8 +14,11 @@ from vqaudio.errors import ConfigError, ModelError, VQAudioError
 from vqaudio.models.base import CodecModel
 from vqaudio.models.io import LoadedModel
 from vqaudio.runtime.extra import require
+from vqaudio.runtime.graphs import DECODER, ENCODER, VOCODER
+from vqaudio.vocoders.istft_vocoder import ISTFTVocoder
 
 RUNTIMES = ("torch", "onnxruntime")
+INT8_GRAPHS = (ENCODER, DECODER, VOCODER)
 OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
 
 
@@ -34,6 +37,13 @@ class OnnxOptions:
             are exported on first use (:func:`cache_folder`).
         cache: the cache's root; ``None``: ``$VQAUDIO_CACHE``, else ``$XDG_CACHE_HOME/vqaudio``, else
             ``~/.cache/vqaudio``.
+        int8: the graphs to run as int8, any of ``encoder``, ``decoder``, ``vocoder``
+            (:mod:`vqaudio.runtime.int8`: made from the float graphs on first use, MatMul and Gemm quantized),
+            to trade quality for speed. An int8 ``encoder`` can change codes, so its token files carry a code-search
+            identity of their own and are refused beside PyTorch's where identities are compared (compressing
+            with a prior, ``tokenize --skip-existing``); an int8 ``decoder`` or ``vocoder`` leaves the codes and
+            their identity alone. ``vocoder``: the learned vocoder's network then runs as its (int8) graph,
+            which the float path leaves to torch.
     """
 
     threads: int | None = None
@@ -41,8 +51,15 @@ class OnnxOptions:
     spinning: bool = False
     folder: Path | None = None
     cache: Path | None = None
+    int8: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.int8, str):  # "decoder" would otherwise be read letter by letter
+            raise ConfigError(f"int8 graphs must be a tuple of graph names, got the string {self.int8!r}")
+        unknown = [str(g) for g in self.int8 if g not in INT8_GRAPHS]
+        if unknown:
+            raise ConfigError(f"int8 graphs must be among {', '.join(INT8_GRAPHS)}, got {', '.join(unknown)}")
+        object.__setattr__(self, "int8", tuple(g for g in INT8_GRAPHS if g in self.int8))  # one order, no repeats
         if self.threads is not None and (isinstance(self.threads, bool) or not 1 <= self.threads <= 1024):
             raise ConfigError(f"onnxruntime threads must be a whole number from 1 to 1024, got {self.threads!r}")
         if self.optimization not in OPTIMIZATIONS:
@@ -65,6 +82,28 @@ def runtime_codec(loaded: LoadedModel, runtime: str, options: OnnxOptions | None
     from vqaudio.runtime.load import onnx_runtime_codec  # exporting needs torch.onnx: loaded only when asked for
 
     return onnx_runtime_codec(loaded, options or OnnxOptions())
+
+
+def code_search_variant(runtime: str, options: OnnxOptions | None) -> str:
+    """What the execution path adds to the codes' code-search identity (:func:`vqaudio.tokenfile.code_search_id`):
+    ``onnx-int8-encoder`` when an int8 encoder finds the latents (its codes may differ from PyTorch's), else
+    ``""`` (the float graphs give PyTorch's codes, :mod:`vqaudio.runtime.onnx`)."""
+    if runtime == "onnxruntime" and options is not None and ENCODER in options.int8:
+        from vqaudio.runtime.int8 import INT8_ENCODER_VARIANT
+
+        return INT8_ENCODER_VARIANT
+    return ""
+
+
+def runtime_vocoder(codec: CodecModel, vocoder: ISTFTVocoder | None) -> ISTFTVocoder | None:
+    """The learned vocoder as ``codec``'s execution path runs it: its network as the vocoder graph when that
+    path opened one (an int8 vocoder, :attr:`OnnxOptions.int8`), else ``vocoder`` itself."""
+    session = getattr(getattr(codec, "graphs", None), "vocoder", None)
+    if vocoder is None or session is None:
+        return vocoder
+    from vqaudio.runtime.onnx import OnnxISTFTVocoder
+
+    return OnnxISTFTVocoder(vocoder, session)
 
 
 def cache_root(options: OnnxOptions) -> Path:

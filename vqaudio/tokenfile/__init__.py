@@ -26,6 +26,7 @@ from vqaudio.tokenfile.header import (
     TokenFile,
     TokenHeader,
     code_search_id,
+    code_search_variant,
     parse_code_search,
 )
 from vqaudio.tokenfile.packing import bitrate, bits_per_code, pack_codes, unpack_codes
@@ -45,6 +46,7 @@ __all__ = [
     "bits_per_code",
     "check_compatible",
     "code_search_id",
+    "code_search_variant",
     "parse_code_search",
     "load_codes",
     "pack_codes",

@@ -67,7 +67,8 @@ class TokenHeader:
             and analysis settings), or ``""`` in files written before it existed. When the file and the model
             both have one, it replaces ``model_checksum`` in :func:`check_compatible`, so a new decoder or
             vocoder for the same codes still decodes the file.
-        code_search: how the codes were searched, ``"v<N> beam <B>"`` (see :func:`code_search_id`), or ``""`` in
+        code_search: how the codes were searched, ``"v<N> beam <B>"`` (see :func:`code_search_id`; an int8
+            encoder's codes append ``+onnx-int8-encoder``), or ``""`` in
             files written before it existed. ``N`` is :data:`CODES_VERSION` of the vqaudio that wrote the file;
             :func:`check_compatible` refuses a file of another version, whose codes this vqaudio would not give.
         extra: free-form JSON-serialisable metadata; readers keep it and never interpret it.
@@ -192,16 +193,30 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
     return header
 
 
-def code_search_id(beam: int, version: int) -> str:
+_VARIANT = r"[a-z0-9][a-z0-9-]*"  # of a code search: see code_search_id
+
+
+def code_search_id(beam: int, version: int, variant: str = "") -> str:
     """The header's ``code_search`` for codes found by a beam of ``beam`` (1: greedy) under codes ``version``
-    (:data:`vqaudio.models.base.CODES_VERSION`)."""
-    return f"v{version} beam {beam}"
+    (:data:`vqaudio.models.base.CODES_VERSION`), e.g. ``"v1 beam 8"``. ``variant`` names a path whose codes may
+    differ from PyTorch's float32 encoder's (``onnx-int8-encoder``, :mod:`vqaudio.runtime.int8`) and is appended
+    after a ``+`` (``"v1 beam 8+onnx-int8-encoder"``), so tools that compare identities refuse to mix its codes
+    with those of the float encoder (:func:`code_search_variant`)."""
+    if variant and not re.fullmatch(_VARIANT, variant):
+        raise ValueError(f"a code search variant is lower-case letters, digits and '-', got {variant!r}")
+    return f"v{version} beam {beam}" + (f"+{variant}" if variant else "")
 
 
 def parse_code_search(text: str) -> tuple[int, int] | None:
-    """``"v1 beam 8"`` -> ``(1, 8)``; ``None`` when malformed."""
-    m = re.fullmatch(r"v(\d+) beam (\d+)", text)
+    """``"v1 beam 8"`` (or ``"v1 beam 8+onnx-int8-encoder"``) -> ``(1, 8)``; ``None`` when malformed."""
+    m = re.fullmatch(rf"v(\d+) beam (\d+)(?:\+{_VARIANT})?", text)
     return (int(m.group(1)), int(m.group(2))) if m and int(m.group(2)) >= 1 else None
+
+
+def code_search_variant(text: str) -> str:
+    """The variant of a ``code_search`` (``"onnx-int8-encoder"``), ``""`` for PyTorch's float32 codes (and for
+    files that record no code search): codes of two variants must not be mixed."""
+    return text.partition("+")[2]
 
 
 def _check_header(h: TokenHeader, source: str) -> None:
