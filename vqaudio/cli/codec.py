@@ -28,7 +28,7 @@ from vqaudio.cli.common import (
     refuse_same_files,
 )
 from vqaudio.cli.runs import RunResult, gather_inputs, report_failures, run_each
-from vqaudio.cli.runtime import OnnxDirOpt, RuntimeChoice, RuntimeOpt, onnx_options
+from vqaudio.cli.runtime import Int8Opt, OnnxDirOpt, RuntimeChoice, RuntimeOpt, onnx_options
 from vqaudio.errors import VQAudioError, VQAudioWarning
 
 commands = CommandGroup()
@@ -118,12 +118,13 @@ def tokenize(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = RuntimeChoice.torch,
     onnx_dir: OnnxDirOpt = None,
+    int8: Int8Opt = None,
 ) -> None:
     """Encode audio into a token file (default: IN.vqt beside each input). A folder run goes on past a bad file
     and lists the failures at the end (exit code 1)."""
     from vqaudio.audio import audio_duration
     from vqaudio.data.manifest import AUDIO_SUFFIXES
-    from vqaudio.tokenfile import load_codes, save_codes
+    from vqaudio.tokenfile import code_search_variant, load_codes, save_codes
     from vqaudio.tokenizer import load
 
     be_strict(strict)
@@ -158,7 +159,7 @@ def tokenize(
         raise VQAudioError(
             f"{what or f'{existing[0]} exists'}; pass --force to overwrite, or --skip-existing to keep what exists"
         )
-    onnx = onnx_options(runtime, onnx_dir)
+    onnx = onnx_options(runtime, onnx_dir, int8)
     tok = load(model, encode_precision=precision.value, beam=beam, runtime=runtime.value, onnx=onnx)
     k = n_codebooks or tok.default_codebooks
     tok.bitrate(k)  # refuses a bad --n-codebooks before any file is read
@@ -173,7 +174,9 @@ def tokenize(
             tok.check_compatible(tf.header, str(dst))
         except VQAudioError:
             return False
-        return tf.header.num_codebooks == k
+        # Not a file of another code-search variant either: an int8 encoder's codes beside the float encoder's.
+        same = code_search_variant(tf.header.code_search) == code_search_variant(tok.code_search)
+        return same and tf.header.num_codebooks == k
 
     def one(src: Path, dst: Path) -> bool:
         nonlocal frames, seconds
@@ -251,11 +254,12 @@ def detokenize(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = RuntimeChoice.torch,
     onnx_dir: OnnxDirOpt = None,
+    int8: Int8Opt = None,
 ) -> None:
     """Decode a token file back into audio."""
     refuse_same_files([output], [tokens])
     refuse_existing(output, force)
-    onnx = onnx_options(runtime, onnx_dir)
+    onnx = onnx_options(runtime, onnx_dir, int8)
     tf, tok = _load_tokens(
         tokens, model, decode_precision=precision.value, postfilter=postfilter, runtime=runtime.value, onnx=onnx
     )
@@ -282,6 +286,7 @@ def resynth(
     progress: ProgressOpt = None,
     runtime: RuntimeOpt = RuntimeChoice.torch,
     onnx_dir: OnnxDirOpt = None,
+    int8: Int8Opt = None,
 ) -> None:
     """Encode and decode: hear what the codec keeps (encoding in float32, as tokenize does by default)."""
     from vqaudio.audio import audio_duration
@@ -290,7 +295,7 @@ def resynth(
     be_strict(strict)
     refuse_same_files([output], [input])
     refuse_existing(output, force)
-    onnx = onnx_options(runtime, onnx_dir)
+    onnx = onnx_options(runtime, onnx_dir, int8)
     tok = load(
         model, decode_precision=precision.value, postfilter=postfilter, beam=beam, runtime=runtime.value, onnx=onnx
     )
