@@ -12,10 +12,15 @@ Systems:
     codec2-3200, codec2-1200, codec2-700C, opus-6, opus-8   Debian command-line codecs
     griffin-lim-true-mel       Griffin-Lim from the original's own mel spectrogram: the ceiling of a
                                perfect mel codec followed by a Griffin-Lim back end
-    vqaudio:<model>[@K][+vocoder][%precision][~beamN][~plain]   a vqaudio model with K codebooks, the named
-                               vocoder and the decoder arithmetic (auto, float32 or bfloat16; default auto, as
-                               the CLI); ~beamN searches codes with a beam of N (as --beam N; default: the
-                               model's); ~plain skips the model's post-filter (as --no-postfilter)
+    vqaudio:<model>[@K][+vocoder][%precision][~beamN][~plain][^ort[-int8=GRAPH+...]]   a vqaudio model with
+                               K codebooks, the named vocoder and the decoder arithmetic (auto, float32 or
+                               bfloat16; default auto, as the CLI); ~beamN searches codes with a beam of N (as
+                               --beam N; default: the model's); ~plain skips the model's post-filter (as
+                               --no-postfilter); ^ort runs the networks in onnxruntime (as --runtime onnxruntime,
+                               graphs from the cache) and ^ort-int8=decoder+encoder runs those graphs as int8 (any
+                               of encoder, decoder, vocoder; as --int8), e.g. to score each path in one run:
+                               vqaudio:speech-16k vqaudio:speech-16k^ort vqaudio:speech-16k^ort-int8=decoder
+                               vqaudio:speech-16k^ort-int8=encoder+decoder+vocoder
     vocoder:<model>[+vocoder]  a vqaudio model's back end alone (default: the model's default one) on the
                                original's own mel, as the model analyses it: how far the back end by itself
                                is from the original, with no codec in front of it
@@ -54,8 +59,8 @@ GRIFFIN_LIM = "griffin-lim-true-mel"
 DEFAULT_SYSTEMS = [*REFERENCE_CODECS, GRIFFIN_LIM]
 _VOCODER_SYSTEM = re.compile(r"^vocoder:(?P<model>[^+]+)(?:\+(?P<vocoder>.+))?$")
 _VQAUDIO_SYSTEM = re.compile(
-    r"^vqaudio:(?P<model>[^@+%~]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%~]+))?(?:%(?P<precision>auto|float32|bfloat16))?"
-    r"(?:~beam(?P<beam>[1-9]\d*))?(?P<plain>~plain)?$"
+    r"^vqaudio:(?P<model>[^@+%~^]+)(?:@(?P<k>\d+))?(?:\+(?P<vocoder>[^%~^]+))?(?:%(?P<precision>auto|float32|bfloat16))?"
+    r"(?:~beam(?P<beam>[1-9]\d*))?(?P<plain>~plain)?(?P<ort>\^ort(?:-int8=(?P<int8>[a-z]+(?:\+[a-z]+)*))?)?$"
 )
 
 # Mel analysis for the Griffin-Lim ceiling: 80 bands, 40 ms window, 10 ms hop (640 and 160 samples at 16 kHz).
@@ -127,16 +132,20 @@ def _vqaudio_system(spec: str, rate: int = RATE) -> System:
     match = _VQAUDIO_SYSTEM.match(spec)
     if match is None:
         raise VQAudioError(
-            f"{spec}: expected vqaudio:<model>[@K][+vocoder][%precision][~beamN][~plain], "
-            "e.g. vqaudio:speech-16k@3+learned"
+            f"{spec}: expected vqaudio:<model>[@K][+vocoder][%precision][~beamN][~plain][^ort[-int8=GRAPH+...]], "
+            "e.g. vqaudio:speech-16k@3+learned or vqaudio:speech-16k^ort-int8=decoder+encoder"
         )
     import vqaudio
+    from vqaudio.runtime.sessions import OnnxOptions
 
+    int8 = tuple(match["int8"].split("+")) if match["int8"] else ()
     tokenizer = vqaudio.load(  # type: ignore[attr-defined]
         match["model"],
         decode_precision=match["precision"] or "auto",
         postfilter=match["plain"] is None,
         beam=int(match["beam"]) if match["beam"] else None,
+        runtime="onnxruntime" if match["ort"] else "torch",
+        onnx=OnnxOptions(int8=int8) if match["ort"] else None,
     )
     options: dict[str, Any] = {}
     if match["k"] is not None:
@@ -213,7 +222,7 @@ def build_systems(names: Iterable[str], rate: int = RATE) -> list[System]:
             except (ImportError, AttributeError, VQAudioError) as exc:
                 _warn(f"skipping {name}: {exc}")
         else:
-            patterns = ["vqaudio:<model>[@K][+vocoder][%precision]", "vocoder:<model>[+vocoder]"]
+            patterns = ["vqaudio:<model>[@K][+vocoder][%precision][~beamN][~plain][^ort]", "vocoder:<model>[+vocoder]"]
             known = ", ".join([*DEFAULT_SYSTEMS, *patterns])
             raise VQAudioError(f"unknown system {name!r}; known: {known}")
     return systems

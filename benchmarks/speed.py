@@ -4,6 +4,7 @@ clip's own log-mel to audio), and peak memory.
     python benchmarks/speed.py --model speech-16k --audio examples/hello.wav --threads 2
     python benchmarks/speed.py --model speech-16k --long-seconds 3600     # peak memory on a 1-hour file
     python benchmarks/speed.py --model speech-16k --beams 1 8             # tokenize with each code search width
+    python benchmarks/speed.py --runtime onnxruntime --int8 encoder,decoder,vocoder   # the int8 graphs
 
 Every measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. x real-time
 is audio seconds divided by the median wall time of ``--repeats`` runs after one warm-up. Time the machine
@@ -34,6 +35,7 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
 
     import vqaudio
     from vqaudio.audio import load_audio
+    from vqaudio.runtime.sessions import OnnxOptions
 
     torch.set_num_threads(args.threads)
     tok = vqaudio.load(
@@ -42,13 +44,14 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
         decode_precision=args.decode_precision,
         beam=args.beam,
         runtime=args.runtime,
+        onnx=OnnxOptions(int8=args.int8) if args.runtime == "onnxruntime" else None,
     )
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
     arithmetic = (
         names[tok.encode_dtype] if args.task == "tokenize" else f"{names[tok.encode_dtype]} / {names[tok.decode_dtype]}"
     )
-    if args.runtime == "onnxruntime":  # the graphs run in float32 whatever the torch precision says
-        arithmetic = "onnxruntime float32"
+    if args.runtime == "onnxruntime":  # the graphs run in float32 (or int8) whatever the torch precision says
+        arithmetic = f"onnxruntime int8 {'+'.join(args.int8)}" if args.int8 else "onnxruntime float32"
     k = args.n_codebooks
     if args.task == "long":
         # Stream a long file through encode, then decode it straight back to disk: only the codes and one
@@ -172,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encode-precision", default="float32", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--decode-precision", default="auto", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="the model's execution path")
+    p.add_argument(
+        "--int8",
+        type=lambda text: tuple(text.split(",")),
+        default=(),
+        metavar="GRAPHS",
+        help="with --runtime onnxruntime: run these graphs as int8, comma-separated among encoder, decoder, vocoder",
+    )
     p.add_argument("--long-seconds", type=float, default=0.0, help="also stream-encode a file this long")
     p.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     p.add_argument("--task", choices=["tokenize", "resynth", "vocode", "long"], help=argparse.SUPPRESS)
@@ -180,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.beams is not None and min(args.beams) < 1:
         p.error("--beams must be whole numbers >= 1")
+    if args.int8 and args.runtime != "onnxruntime":
+        p.error("--int8 needs --runtime onnxruntime")
+    if set(args.int8) - {"encoder", "decoder", "vocoder"}:
+        p.error(f"--int8 takes graph names among encoder, decoder, vocoder, got {','.join(args.int8)}")
     if args.task:  # subprocess mode
         print(json.dumps(_worker(args)))
         return 0
@@ -207,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.n_codebooks:
             cmd += ["--n-codebooks", str(args.n_codebooks)]
+        if args.int8:
+            cmd += ["--int8", ",".join(args.int8)]
         if vocoder:
             cmd += ["--vocoder", vocoder]
         if beam is not None:

@@ -317,6 +317,40 @@ def test_quality_benchmark_takes_a_beam(tiny_model_dir: Path) -> None:
             _vqaudio_system(f"vqaudio:{tiny_model_dir}@3{bad}")
 
 
+def test_quality_benchmark_selects_the_onnxruntime_path(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``^ort`` runs the graphs in onnxruntime and ``^ort-int8=GRAPH+...`` those graphs as int8; a bad suffix or
+    graph name is refused. And speed.py's --int8 needs --runtime onnxruntime."""
+    pytest.importorskip("onnxruntime")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from quality import _VQAUDIO_SYSTEM, _vqaudio_system
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from vqaudio.errors import ConfigError, VQAudioError
+
+    match = _VQAUDIO_SYSTEM.match("vqaudio:speech-16k@3+learned%float32~beam4~plain^ort-int8=decoder+encoder")
+    assert match is not None and (match["model"], match["vocoder"], match["int8"]) == (
+        "speech-16k",
+        "learned",
+        "decoder+encoder",
+    )
+    assert _VQAUDIO_SYSTEM.match("vqaudio:speech-16k^ort")["ort"] == "^ort"  # type: ignore[index]
+    monkeypatch.setenv("VQAUDIO_CACHE", str(tmp_path / "cache"))
+    system = _vqaudio_system(f"vqaudio:{tiny_model_dir}@2%float32^ort-int8=decoder")
+    x = speech_like(0.5, f0=140.0, seed=6)
+    assert system.run(x).shape == x.shape and (tmp_path / "cache").is_dir()
+    for bad in ("^ort-int8=", "^ort-int8=Decoder", "^onnx", "^ort~plain"):
+        with pytest.raises(VQAudioError, match="expected vqaudio"):
+            _vqaudio_system(f"vqaudio:{tiny_model_dir}@3{bad}")
+    with pytest.raises(ConfigError, match="int8 graphs must be among"):
+        _vqaudio_system(f"vqaudio:{tiny_model_dir}^ort-int8=postnet")
+    speed = [sys.executable, str(BENCHMARKS / "speed.py"), "--model", str(tiny_model_dir), "--int8", "decoder"]
+    bad_run = subprocess.run(speed, capture_output=True, text=True)
+    assert bad_run.returncode == 2 and "--int8 needs --runtime onnxruntime" in bad_run.stderr
+
+
 def test_units_speaker_benchmark(tmp_path: Path, tiny_model_dir: Path) -> None:
     """Two digits said by two synthetic speakers: the scores are fractions and the table names each system."""
     from importlib.util import module_from_spec, spec_from_file_location
