@@ -27,7 +27,7 @@ from typer.testing import CliRunner, Result
 
 from vqaudio import __version__
 from vqaudio.cli import app
-from vqaudio.tokenfile import load_codes, write_tokens
+from vqaudio.tokenfile import FORMAT_VERSION, load_codes, write_tokens
 
 SR = 16000
 HOP = 320
@@ -374,7 +374,7 @@ def test_detokenize_bad_token_files(tmp_path: Path, tokens: Path, model: str, ki
         bad.write_bytes(b"RIFF" + data[4:])
         match = "not a vqaudio token file"
     elif kind == "future_version":
-        bad.write_bytes(data[:4] + bytes([data[4] + 1]) + data[5:])
+        bad.write_bytes(data[:4] + bytes([FORMAT_VERSION + 1]) + data[5:])
         match = "newer vqaudio"
     elif kind == "garbage":
         bad.write_bytes(np.random.default_rng(0).bytes(500))

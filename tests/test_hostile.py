@@ -62,7 +62,7 @@ def precious(path: Path) -> Path:
     return path
 
 
-def craft_vqt(header: dict[str, object] | bytes, codes: np.ndarray, *, version: int = FORMAT_VERSION) -> bytes:
+def craft_vqt(header: dict[str, object] | bytes, codes: np.ndarray, *, version: int = 1) -> bytes:
     """A .vqt by hand from the documented layout, with a valid CRC: what a careless or hostile writer makes."""
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
     size = header["codebook_size"] if isinstance(header, dict) else 64

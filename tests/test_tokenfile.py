@@ -62,7 +62,7 @@ def craft_vqt(
     payload: bytes,
     *,
     magic: bytes = MAGIC,
-    version: int = FORMAT_VERSION,
+    version: int = 1,
     crc: int | None = None,
 ) -> bytes:
     """A .vqt built by hand from the documented layout, with a valid CRC unless ``crc`` is given."""
@@ -285,12 +285,13 @@ def test_wrong_magic(tmp_path: Path) -> None:
 
 def test_future_version_is_refused_with_upgrade_message(tmp_path: Path) -> None:
     path = tmp_path / "new.vqt"
-    # A v2 file may look like anything after the version byte; the reader must stop there.
-    path.write_bytes(MAGIC + bytes([2]) + b"whatever a later layout holds")
+    # A later file may look like anything after the version byte; the reader must stop there.
+    path.write_bytes(MAGIC + bytes([FORMAT_VERSION + 1]) + b"whatever a later layout holds")
     with pytest.raises(TokenFileError) as info:
         read_tokens(path)
     assert str(info.value) == (
-        f"{path} was made by a newer vqaudio (format v2); this vqaudio reads up to v1 -- upgrade"
+        f"{path} was made by a newer vqaudio (format v{FORMAT_VERSION + 1}); "
+        f"this vqaudio reads up to v{FORMAT_VERSION} -- upgrade"
     )
 
 
@@ -583,8 +584,8 @@ def test_npy_sidecar_must_match_codes(tmp_path: Path) -> None:
     (tmp_path / "t.npy.json").write_text("{not json")
     with pytest.raises(TokenFileError, match="t.npy.json is not valid JSON"):
         load_codes(path)
-    (tmp_path / "t.npy.json").write_text(json.dumps({"format_version": 2, "header": {}}))
-    with pytest.raises(TokenFileError, match=r"newer vqaudio \(format v2\)"):
+    (tmp_path / "t.npy.json").write_text(json.dumps({"format_version": 3, "header": {}}))
+    with pytest.raises(TokenFileError, match=r"newer vqaudio \(format v3\)"):
         load_codes(path)
 
 

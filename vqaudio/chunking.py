@@ -228,6 +228,9 @@ def check_codes(codes: torch.Tensor, model: CodecModel, name: str) -> None:
         raise VQAudioError(
             f"--n-codebooks must be between 1 and {model.num_codebooks} for {name}, got {codes.shape[0]}"
         )
+    if codes.shape[0] not in model.codebook_counts:
+        counts = ", ".join(map(str, model.codebook_counts))
+        raise VQAudioError(f"codes of {name} have {counts} rows, not {codes.shape[0]} (multi-scale layout)")
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= model.codebook_size):
         raise VQAudioError(f"codes must lie in [0, {model.codebook_size}) for {name}")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from vqaudio.tokenfile import TokenHeader, bitrate
+from vqaudio.tokenfile.levels import CodeLayout
 
 
 @dataclass
@@ -23,6 +24,9 @@ class Encoded:
         codebook_size: entries per codebook.
         codes_checksum: the model's checksum of what decides the codes (encoder, codebooks, front end).
         code_search: the search that picked them and the codes version (``"v1 beam 8"``).
+        codebook_strides: multi-scale codes only (else empty): each codebook's stride in finest frames. ``codes``
+            are then in the superframe layout (``vqaudio.tokenfile.levels``: ``K`` counts rows, ``F`` superframes,
+            ``frame_rate`` is the superframe rate); :attr:`levels` gives one ``[K_l, F_l]`` array per frame rate.
     """
 
     codes: torch.Tensor
@@ -36,6 +40,19 @@ class Encoded:
     codebook_size: int
     codes_checksum: str = ""
     code_search: str = ""
+    codebook_strides: tuple[int, ...] = ()
+
+    @property
+    def levels(self) -> list[torch.Tensor]:
+        """The codes of each frame rate, coarsest first: ``[K_l, F_l]`` each (one level for single-rate codes)."""
+        if not self.codebook_strides:
+            return [self.codes]
+        return [torch.from_numpy(lv) for lv in CodeLayout(self.codebook_strides).split(self.codes.cpu().numpy())]
+
+    @property
+    def level_frame_rates(self) -> list[float]:
+        """Frame rate of each of :attr:`levels`."""
+        return [rate for rate, _, _ in self.header().levels()]
 
     @property
     def num_codebooks(self) -> int:
@@ -64,4 +81,5 @@ class Encoded:
             channel_handling="downmix",
             codes_checksum=self.codes_checksum,
             code_search=self.code_search,
+            codebook_strides=self.codebook_strides,
         )

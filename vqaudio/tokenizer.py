@@ -119,6 +119,8 @@ class Tokenizer:
         self.codebook_size: int = self.model.codebook_size
         self.window_frames = max(1, int(window_seconds * self.frame_rate))
         self.beam = self.default_beam if beam is None else beam
+        if self.beam > 1 and self.model.codebook_strides:
+            raise VQAudioError(f"{self.name} has multi-scale codes, searched greedily: --beam must be 1")
         # What searched the codes: a file's header says it, and an int8 encoder's codes get an identity of their own.
         self.code_search = code_search_id(self.beam, CODES_VERSION, code_search_variant(runtime, onnx))
         self.back_ends = BackEnds(
@@ -163,7 +165,10 @@ class Tokenizer:
     def default_codebooks(self) -> int:
         """Codebooks used when none are asked for: the model card's ``default_codebooks``, else all."""
         k = self.card.default_codebooks
-        return k if k is not None and k <= self.num_codebooks else self.num_codebooks
+        if k is None or k > self.num_codebooks:
+            return self.num_codebooks
+        # Multi-scale codes come in whole codebooks of several rows: the largest count within the card's.
+        return max((n for n in self.model.codebook_counts if n <= k), default=self.model.codebook_counts[0])
 
     @property
     def default_beam(self) -> int:
@@ -174,6 +179,9 @@ class Tokenizer:
         n = self.default_codebooks if n_codebooks is None else n_codebooks
         if not 1 <= n <= self.num_codebooks:
             raise VQAudioError(f"--n-codebooks must be between 1 and {self.num_codebooks} for {self.name}, got {n}")
+        if n not in self.model.codebook_counts:
+            counts = ", ".join(map(str, self.model.codebook_counts))
+            raise VQAudioError(f"--n-codebooks must be one of {counts} for the multi-scale {self.name}, got {n}")
         return n
 
     # -- encode --------------------------------------------------------------------------------------
@@ -243,6 +251,7 @@ class Tokenizer:
             codebook_size=self.codebook_size,
             codes_checksum=self.codes_checksum,
             code_search=self.code_search,
+            codebook_strides=self.model.codebook_strides,
         )
 
     @torch.inference_mode()
@@ -332,6 +341,7 @@ class Tokenizer:
             codes_version=CODES_VERSION,
             also_accept=self.compatible_checksums,
             source=source,
+            codebook_strides=self.model.codebook_strides,
         )
 
     def _codes_and_length(

@@ -203,8 +203,8 @@ def tokenize(
     if result.done:
         where = targets[0] if len(targets) == 1 else (out_dir or "beside the inputs")
         typer.echo(
-            f"{result.done} file(s), {seconds:.2f} s -> {frames} frames x {k} codebooks at "
-            f"{tok.frame_rate:g} Hz ({tok.bitrate(k) / 1000:.2f} kbps) -> {where}{skipped}"
+            f"{result.done} file(s), {seconds:.2f} s -> {_codes_text(tok, frames, k)} "
+            f"({tok.bitrate(k) / 1000:.2f} kbps) -> {where}{skipped}"
         )
     elif result.skipped:
         typer.echo(f"no file tokenized; {result.skipped} skipped (already tokenized by {tok.name})")
@@ -230,6 +230,7 @@ def _load_tokens(path: Path, tok_model: str | None, **options: Any) -> tuple[Any
                 codes_checksum=tok.codes_checksum,
                 sample_rate=tok.sample_rate,
                 frame_rate=tok.frame_rate,
+                codebook_strides=tok.model.codebook_strides,
             ),
             codes=tf.codes,
         )
@@ -313,9 +314,25 @@ def resynth(
     with ProgressBar(progress, "decode", enc.original_length / tok.sample_rate, "s") as bar:
         tok.decode_to_file(enc, output, vocoder=back_end, overwrite=force, speaker=speaker, progress=bar)
     typer.echo(
-        f"{input} -> {output}: {enc.num_frames} frames x {enc.num_codebooks} codebooks "
+        f"{input} -> {output}: {_codes_text(tok, enc.num_frames, enc.num_codebooks)} "
         f"({enc.bitrate / 1000:.2f} kbps), vocoder {vocoder.value if vocoder else tok.default_vocoder or 'none'}"
     )
+
+
+def _codes_text(tok: Any, frames: int, k: int) -> str:
+    """``"38 frames x 3 codebooks at 50 Hz"``; for multi-scale codes, each level's share."""
+    strides = tok.model.codebook_strides
+    if not strides:
+        return f"{frames} frames x {k} codebooks at {tok.frame_rate:g} Hz"
+    from vqaudio.tokenfile.levels import CodeLayout
+
+    layout = CodeLayout(strides)
+    parts = [
+        f"{n} x {f} at {tok.frame_rate * layout.superframe / s:g} Hz"
+        for s, (n, f) in zip(layout.rates, layout.level_shapes(k, frames), strict=True)
+        if n
+    ]
+    return "codes " + " + ".join(parts)
 
 
 def _describe_model(tok: Any) -> dict[str, Any]:
@@ -327,7 +344,9 @@ def _describe_model(tok: Any) -> dict[str, Any]:
         "frame_rate": tok.frame_rate,
         "num_codebooks": tok.num_codebooks,
         "codebook_size": tok.codebook_size,
-        "bitrates_kbps": [round(tok.bitrate(k) / 1000, 3) for k in range(1, tok.num_codebooks + 1)],
+        "bitrates_kbps": [round(tok.bitrate(k) / 1000, 3) for k in tok.model.codebook_counts],
+        **({"codebook_counts": list(tok.model.codebook_counts)} if tok.model.codebook_strides else {}),
+        **({"codebook_strides": list(tok.model.codebook_strides)} if tok.model.codebook_strides else {}),
         "default_codebooks": tok.default_codebooks,
         "default_vocoder": tok.default_vocoder,
         "default_beam": tok.default_beam,

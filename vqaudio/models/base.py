@@ -66,6 +66,16 @@ class CodecModel(nn.Module, ABC):
         return self.quantizer.codebook_size
 
     @property
+    def codebook_counts(self) -> tuple[int, ...]:
+        """The codebook counts codes can be made and decoded at (all of ``1..K``, except for multi-scale codes)."""
+        return self.quantizer.codebook_counts
+
+    @property
+    def codebook_strides(self) -> tuple[int, ...]:
+        """Multi-scale codes: each codebook's stride in finest code frames (``vqaudio.tokenfile.levels``), else ()."""
+        return self.quantizer.codebook_strides
+
+    @property
     @abstractmethod
     def context_samples(self) -> int:
         """Samples on each side of a code frame that can change its code or its decoded output.

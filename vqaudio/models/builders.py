@@ -11,6 +11,7 @@ from vqaudio.models.spectral import SpectralNetConfig, SpectralVQVAE
 from vqaudio.models.waveform import WaveformNetConfig, WaveformVQVAE
 from vqaudio.quantizers.base import BaseQuantizer
 from vqaudio.quantizers.identity import IdentityQuantizer
+from vqaudio.quantizers.multiscale import MultiScaleConfig, MultiScaleQuantizer
 from vqaudio.quantizers.rvq import ResidualVectorQuantizer, RVQConfig
 from vqaudio.spectral import MelConfig
 from vqaudio.vocoders.base import Vocoder
@@ -27,8 +28,9 @@ FAMILIES = ("spectral", "waveform", "conditional")
 class ModelConfig:
     """Everything needed to rebuild a codec (and its learned vocoder) from scratch.
 
-    ``family`` picks which of ``spectral`` / ``waveform`` is used; ``quantizer = "none"`` builds an identity
-    quantizer (tests only).
+    ``family`` picks which of ``spectral`` / ``waveform`` is used; ``quantizer`` is ``rvq`` (residual VQ, every
+    codebook at the code frame rate), ``multiscale`` (a residual VQ whose codebooks have their own frame rates:
+    ``vqaudio.quantizers.multiscale``; spectral family only) or ``none`` (an identity quantizer, tests only).
     """
 
     family: str = "spectral"
@@ -36,6 +38,7 @@ class ModelConfig:
     spectral: SpectralNetConfig = SpectralNetConfig()
     waveform: WaveformNetConfig = WaveformNetConfig()
     rvq: RVQConfig = RVQConfig()
+    multiscale: MultiScaleConfig = MultiScaleConfig()
     quantizer: str = "rvq"
     vocoder: ISTFTVocoderConfig | None = None
     # family "conditional" only: the reference encoder whose speaker embedding the decoder is given.
@@ -44,11 +47,16 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
-        if self.quantizer not in ("rvq", "none"):
-            raise ConfigError(f"quantizer must be 'rvq' or 'none', got {self.quantizer!r}")
+        if self.quantizer not in ("rvq", "multiscale", "none"):
+            raise ConfigError(f"quantizer must be 'rvq', 'multiscale' or 'none', got {self.quantizer!r}")
         latent = self.waveform.latent_dim if self.family == "waveform" else self.spectral.latent_dim
         if self.quantizer == "rvq" and self.rvq.vq.dim != latent:
             raise ConfigError(f"rvq.vq.dim ({self.rvq.vq.dim}) must equal the {self.family} latent_dim ({latent})")
+        if self.quantizer == "multiscale":
+            if self.family != "spectral":
+                raise ConfigError(f"quantizer 'multiscale' needs family 'spectral', got {self.family!r}")
+            if self.multiscale.vq.dim != latent:
+                raise ConfigError(f"multiscale.vq.dim ({self.multiscale.vq.dim}) must equal latent_dim ({latent})")
         if self.family == "waveform" and self.waveform.sample_rate != self.mel.sample_rate:
             raise ConfigError("waveform.sample_rate must equal mel.sample_rate (the mel config drives the losses)")
 
@@ -61,6 +69,8 @@ def build_quantizer(config: ModelConfig) -> BaseQuantizer:
     if config.quantizer == "none":
         dim = config.waveform.latent_dim if config.family == "waveform" else config.spectral.latent_dim
         return IdentityQuantizer(dim)
+    if config.quantizer == "multiscale":
+        return MultiScaleQuantizer(config.multiscale)
     return ResidualVectorQuantizer(config.rvq)
 
 

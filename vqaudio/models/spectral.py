@@ -204,7 +204,8 @@ class SpectralVQVAE(CodecModel):
 
     @property
     def hop_length(self) -> int:
-        return self.mel_config.stft.hop_length * self.net_config.total_stride
+        # A multi-scale quantizer's code frame spans several latent frames (its superframe).
+        return self.mel_config.stft.hop_length * self.net_config.total_stride * self.quantizer.frame_stride
 
     @property
     def n_mels(self) -> int:
@@ -274,7 +275,7 @@ class SpectralVQVAE(CodecModel):
         return self.quantizer.encode(z, n_codebooks, beam=beam)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes ``[B, K, F]`` -> log-mel ``[B, n_mels, F * total_stride]``, before any post-filter."""
+        """Codes ``[B, K, F]`` -> log-mel ``[B, n_mels, F * hop_length / mel hop]``, before any post-filter."""
         return self.decoder(self.quantizer.decode(codes)) * self.feature_std + self.feature_mean
 
     @property

@@ -50,6 +50,21 @@ class BaseQuantizer(nn.Module, ABC):
     def codebook_size(self) -> int:
         """Entries per codebook."""
 
+    @property
+    def frame_stride(self) -> int:
+        """Latent frames per code frame (more than 1 when codes are laid out in superframes)."""
+        return 1
+
+    @property
+    def codebook_strides(self) -> tuple[int, ...]:
+        """Per codebook, code frames one of its codes spans (multi-scale codes); empty for one frame rate."""
+        return ()
+
+    @property
+    def codebook_counts(self) -> tuple[int, ...]:
+        """The numbers of codebooks (rows of codes) a prefix can hold: every count from 1 to ``num_codebooks``."""
+        return tuple(range(1, self.num_codebooks + 1))
+
     @abstractmethod
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, n_codebooks: int | None = None

@@ -46,6 +46,7 @@ def check_compatible(
     codes_version: int | None = None,
     also_accept: Sequence[str] = (),
     source: _PathLike | None = None,
+    codebook_strides: Sequence[int] = (),
 ) -> None:
     """Refuse to decode tokens with a model that did not make them.
 
@@ -65,6 +66,7 @@ def check_compatible(
         also_accept: weights checksums of earlier models that made the same codes (a model card's
             ``compatible_checksums``), accepted for a file that carries only a weights checksum.
         source: the token file's path, used in messages.
+        codebook_strides: the model's multi-scale layout (empty for codes of one frame rate); the file's must match.
 
     Raises:
         TokenFileError: the header has no model (see :func:`assume_model`), another model id or
@@ -102,6 +104,14 @@ def check_compatible(
         raise TokenFileError(
             f"{name} has {header.num_codebooks} codebooks but model {model_id} has only {num_codebooks}"
         )
+    if tuple(header.codebook_strides) != tuple(codebook_strides):
+
+        def kind(strides: Sequence[int]) -> str:
+            return f"multi-scale codes of codebook strides {list(strides)}" if strides else "codes of one frame rate"
+
+        raise TokenFileError(
+            f"{name} holds {kind(header.codebook_strides)}, but model {model_id} makes {kind(codebook_strides)}"
+        )
     if header.codebook_size > codebook_size:
         raise TokenFileError(
             f"{name} has codebook size {header.codebook_size} but model {model_id} has only {codebook_size}"
@@ -116,6 +126,7 @@ def assume_model(
     sample_rate: int,
     frame_rate: float,
     codes_checksum: str = "",
+    codebook_strides: Sequence[int] = (),
 ) -> TokenHeader:
     """Fill in a made-up header (codes loaded without one) with the model the user chose.
 
@@ -138,6 +149,7 @@ def assume_model(
         original_length=round(header.num_frames * sample_rate / frame_rate),
         original_sample_rate=int(sample_rate),
         original_channels=1,
+        codebook_strides=tuple(codebook_strides),
     )
 
 

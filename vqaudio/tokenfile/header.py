@@ -13,10 +13,12 @@ import numpy as np
 import numpy.typing as npt
 
 from vqaudio.errors import TokenFileError
+from vqaudio.tokenfile.levels import CodeLayout
 from vqaudio.tokenfile.packing import _MAX_BITS
 
-FORMAT_VERSION: int = 1
-"""Newest ``.vqt`` layout this vqaudio writes and reads. Bump it for any change to the byte layout."""
+FORMAT_VERSION: int = 2
+"""Newest ``.vqt`` layout this vqaudio writes and reads. Bump it for any change to the byte layout. Version 2
+stores multi-scale codes level by level; codes of one frame rate are still written as version 1."""
 
 MAGIC: bytes = b"VQAT"
 """First four bytes of every ``.vqt`` file."""
@@ -71,6 +73,10 @@ class TokenHeader:
             encoder's codes append ``+onnx-int8-encoder``), or ``""`` in
             files written before it existed. ``N`` is :data:`CODES_VERSION` of the vqaudio that wrote the file;
             :func:`check_compatible` refuses a file of another version, whose codes this vqaudio would not give.
+        codebook_strides: for multi-scale codes, each codebook's stride in finest frames, in quantization order
+            (:mod:`vqaudio.tokenfile.levels`); ``num_codebooks`` and ``num_frames`` then count rows and superframes
+            of the superframe layout, ``frame_rate`` is the superframe rate, and :meth:`levels` gives each level's
+            rate and shape. Empty for codes of one frame rate.
         extra: free-form JSON-serialisable metadata; readers keep it and never interpret it.
     """
 
@@ -88,6 +94,21 @@ class TokenHeader:
     codes_checksum: str = ""
     code_search: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    codebook_strides: tuple[int, ...] = ()
+
+    @property
+    def layout(self) -> CodeLayout | None:
+        """The multi-scale layout of the codes, ``None`` for codes of one frame rate."""
+        return CodeLayout(tuple(self.codebook_strides)) if self.codebook_strides else None
+
+    def levels(self) -> list[tuple[float, int, int]]:
+        """``(frame_rate, num_codebooks, num_frames)`` of each level, coarsest first (one level for codes of one
+        frame rate)."""
+        layout = self.layout
+        if layout is None:
+            return [(self.frame_rate, self.num_codebooks, self.num_frames)]
+        shapes = layout.level_shapes(self.num_codebooks, self.num_frames)
+        return [(self.frame_rate * layout.superframe / s, k, f) for s, (k, f) in zip(layout.rates, shapes, strict=True)]
 
     @property
     def is_unknown(self) -> bool:
@@ -117,6 +138,10 @@ class TokenHeader:
             d["codes_checksum"] = str(self.codes_checksum)
         if self.code_search:
             d["code_search"] = str(self.code_search)
+        if self.codebook_strides:
+            d["codebook_strides"] = [int(v) for v in self.codebook_strides]
+            # Redundant with the strides, for readers that take the levels as they are stored.
+            d["levels"] = [{"frame_rate": r, "num_codebooks": k, "num_frames": f} for r, k, f in self.levels()]
         return d
 
     @classmethod
@@ -131,7 +156,7 @@ class TokenHeader:
 
 _STR_KEYS = ("model_id", "model_checksum", "channel_handling")
 # Keys a header may lack: "codes_checksum" and "code_search" arrived after the first files were written.
-_OPTIONAL_KEYS = ("codes_checksum", "code_search", "extra")
+_OPTIONAL_KEYS = ("codes_checksum", "code_search", "extra", "codebook_strides")
 _INT_KEYS = (
     "sample_rate",
     "codebook_size",
@@ -173,6 +198,9 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
     code_search = d.get("code_search", "")
     if not isinstance(code_search, str) or code_search and parse_code_search(code_search) is None:
         raise TokenFileError(f"{source}: header 'code_search' must look like 'v1 beam 8', got {code_search!r}")
+    strides = d.get("codebook_strides", [])
+    if not isinstance(strides, list) or not all(_is_int(v) for v in strides):
+        raise TokenFileError(f"{source}: header 'codebook_strides' must be a list of integers, got {strides!r}")
     header = TokenHeader(
         model_id=d["model_id"],
         model_checksum=d["model_checksum"],
@@ -188,8 +216,11 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
         codes_checksum=codes_checksum,
         code_search=code_search,
         extra=dict(extra),
+        codebook_strides=tuple(int(v) for v in strides),
     )
     _check_header(header, source)
+    if "levels" in d and d["levels"] != header.to_json().get("levels"):
+        raise TokenFileError(f"{source}: header 'levels' disagree with its codebook_strides and shape")
     return header
 
 
@@ -239,6 +270,11 @@ def _check_header(h: TokenHeader, source: str) -> None:
         )
     if h.num_codebooks < 1:
         raise TokenFileError(f"{source}: header 'num_codebooks' is {h.num_codebooks}; it must be at least 1")
+    if h.codebook_strides:
+        try:
+            CodeLayout(tuple(h.codebook_strides)).check_rows(h.num_codebooks)
+        except ValueError as exc:
+            raise TokenFileError(f"{source}: header 'codebook_strides': {exc}") from None
     if h.num_frames < 0 or h.original_length < 0:
         raise TokenFileError(f"{source}: header 'num_frames' and 'original_length' must not be negative")
     if h.channel_handling not in CHANNEL_HANDLINGS:

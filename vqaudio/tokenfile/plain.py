@@ -42,7 +42,36 @@ def _json_bytes(obj: dict[str, Any]) -> bytes:
 
 
 def _wrapped_header(header: TokenHeader) -> dict[str, Any]:
-    return {"format_version": FORMAT_VERSION, "header": header.to_json()}
+    # Version 1 for codes of one frame rate, which every vqaudio reads; multi-scale codes need version 2.
+    return {"format_version": FORMAT_VERSION if header.codebook_strides else 1, "header": header.to_json()}
+
+
+def _level_rows(codes: npt.NDArray[np.int64], header: TokenHeader) -> list[list[int]]:
+    """The rows a ``.txt`` or ``.json`` file holds: ``codes``' rows, or for multi-scale codes each codebook's codes at
+    its own frame rate, level after level (coarsest first)."""
+    layout = header.layout
+    if layout is None:
+        return codes.tolist()
+    return [row for lv in layout.split(codes) for row in lv.tolist()]
+
+
+def _join_level_rows(rows: list[list[int]], header: TokenHeader, source: str) -> npt.NDArray[np.int64]:
+    """Inverse of :func:`_level_rows` for a multi-scale header: rows -> superframe codes ``[R, F]``."""
+    layout = header.layout
+    assert layout is not None
+    shapes = layout.level_shapes(header.num_codebooks, header.num_frames)
+    if len(rows) != sum(k for k, _ in shapes):
+        raise TokenFileError(
+            f"{source} holds {len(rows)} rows of codes but its header's levels need {sum(k for k, _ in shapes)}"
+        )
+    levels, start = [], 0
+    for k, f in shapes:
+        for i in range(start, start + k):
+            if len(rows[i]) != f:
+                raise TokenFileError(f"{source}: codes row {i} has {len(rows[i])} codes, its level needs {f}")
+        levels.append(np.array(rows[start : start + k], dtype=np.int64).reshape(k, f))
+        start += k
+    return layout.join(levels)
 
 
 def _parse_wrapped(obj: object, source: str) -> TokenHeader:
@@ -71,11 +100,13 @@ def _header_for(path: Path, codes: npt.NDArray[np.int64]) -> TokenHeader:
     return _parse_wrapped(_load_json(side), str(side))
 
 
-def _codes_from_rows(rows: object, source: str) -> npt.NDArray[np.int64]:
+def _codes_from_rows(rows: object, source: str, header: TokenHeader | None = None) -> npt.NDArray[np.int64]:
+    """``rows`` (lists of integers) -> codes ``[K, F]``; for a multi-scale ``header``, rows at their levels' rates."""
     if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
         raise TokenFileError(f"{source}: 'codes' must be a list of lists of integers [K][F]")
+    ragged = header is not None and header.layout is not None
     for i, row in enumerate(rows):
-        if len(row) != len(rows[0]):
+        if not ragged and len(row) != len(rows[0]):
             raise TokenFileError(
                 f"{source}: codes row {i} has {len(row)} codes, row 0 has {len(rows[0])} "
                 "(every codebook needs one code per frame)"
@@ -86,12 +117,15 @@ def _codes_from_rows(rows: object, source: str) -> npt.NDArray[np.int64]:
             if v < 0:
                 raise TokenFileError(f"{source}: codes row {i}, frame {j} is negative ({v})")
     try:
+        if ragged:
+            assert header is not None
+            return _join_level_rows(rows, header, source)
         return np.array(rows, dtype=np.int64).reshape(len(rows), len(rows[0]) if rows else 0)
     except OverflowError as exc:
         raise TokenFileError(f"{source}: a code is too large for a 64-bit integer") from exc
 
 
-def _parse_txt(text: str, source: str) -> npt.NDArray[np.int64]:
+def _parse_txt(text: str, source: str, header: TokenHeader | None = None) -> npt.NDArray[np.int64]:
     lines = text.splitlines()
     # Editors like to add blank lines at the end; blank lines are only codes when every row is empty.
     while lines and not lines[-1].strip() and any(line.strip() for line in lines):
@@ -107,7 +141,7 @@ def _parse_txt(text: str, source: str) -> npt.NDArray[np.int64]:
                 raise TokenFileError(f"{source} line {lineno}: code {tok} is negative")
             else:
                 raise TokenFileError(f"{source} line {lineno}: {tok!r} is not a non-negative integer")
-        if rows and len(row) != len(rows[0]):
+        if rows and len(row) != len(rows[0]) and (header is None or header.layout is None):
             raise TokenFileError(
                 f"{source} line {lineno} has {len(row)} codes, line 1 has {len(rows[0])} "
                 "(every codebook needs one code per frame)"
@@ -116,6 +150,8 @@ def _parse_txt(text: str, source: str) -> npt.NDArray[np.int64]:
     if not rows:
         raise TokenFileError(f"{source} holds no codes")
     try:
+        if header is not None and header.layout is not None:
+            return _join_level_rows(rows, header, source)
         return np.array(rows, dtype=np.int64).reshape(len(rows), len(rows[0]))
     except OverflowError as exc:
         raise TokenFileError(f"{source}: a code is too large for a 64-bit integer") from exc
@@ -173,7 +209,7 @@ def save_codes(path: _PathLike, codes: np.ndarray, header: TokenHeader, *, fmt: 
     arr = _validated_codes(codes, header, f"cannot write {target}")
 
     if fmt == "json":
-        obj = {**_wrapped_header(header), "codes": arr.tolist()}
+        obj = {**_wrapped_header(header), "codes": _level_rows(arr, header)}
         data = _json_bytes(obj)
         _write_files([(target, _bytes_writer(data))], overwrite)
         return
@@ -186,7 +222,7 @@ def save_codes(path: _PathLike, codes: np.ndarray, header: TokenHeader, *, fmt: 
             np.save(fh, arr, allow_pickle=False)
 
     else:
-        text = "".join(" ".join(map(str, row)) + "\n" for row in arr.tolist())
+        text = "".join(" ".join(map(str, row)) + "\n" for row in _level_rows(arr, header))
         text_bytes = text.encode("ascii")
 
         def main(fh: IO[bytes]) -> None:
@@ -226,9 +262,15 @@ def load_codes(path: _PathLike, *, fmt: str | None = None) -> TokenFile:
         if "codes" not in obj:
             hint = f"; is it a sidecar? load {p.with_suffix('')} instead" if p.name.count(".") > 1 else ""
             raise TokenFileError(f"{p} has no 'codes'{hint}")
-        codes = _codes_from_rows(obj["codes"], str(p))
-    else:
-        codes = _load_npy(p) if fmt == "npy" else _parse_txt(_read_text(p), str(p))
+        codes = _codes_from_rows(obj["codes"], str(p), header)
+    elif fmt == "npy":
+        codes = _load_npy(p)
         header = _header_for(p, codes)
+    else:
+        # A multi-scale sidecar says how the lines (one per codebook, each at its level's rate) fit together.
+        side = _sidecar(p)
+        known = _parse_wrapped(_load_json(side), str(side)) if side.exists() else None
+        codes = _parse_txt(_read_text(p), str(p), known)
+        header = known if known is not None else _unknown_header(codes)
     _check_shape(codes, header, p)
     return TokenFile(header=header, codes=_validated_codes(codes, header, str(p)))

@@ -12,7 +12,6 @@ import numpy.typing as npt
 
 from vqaudio.errors import TokenFileError
 from vqaudio.tokenfile.header import (
-    FORMAT_VERSION,
     MAGIC,
     TokenFile,
     TokenHeader,
@@ -35,12 +34,34 @@ _PREFIX = struct.Struct("<4sBI")
 _CRC = struct.Struct("<I")
 
 
+def _stored(codes: npt.NDArray[np.int64], header: TokenHeader) -> npt.NDArray[np.int64]:
+    """The codes as the payload holds them: ``[K, F]`` for one frame rate; for multi-scale codes (version 2) every
+    level's ``[K_l, F_l]`` in turn, coarsest first, as one row."""
+    layout = header.layout
+    if layout is None:
+        return codes
+    return np.concatenate([lv.reshape(-1) for lv in layout.split(codes)])[None]
+
+
+def _from_stored(flat: npt.NDArray[np.int64], header: TokenHeader) -> npt.NDArray[np.int64]:
+    layout = header.layout
+    if layout is None:
+        return flat
+    levels, start = [], 0
+    for k, f in layout.level_shapes(header.num_codebooks, header.num_frames):
+        levels.append(flat[0, start : start + k * f].reshape(k, f))
+        start += k * f
+    return layout.join(levels)
+
+
 def _encode_vqt(codes: npt.NDArray[np.int64], header: TokenHeader, source: str) -> bytes:
     header_bytes = _header_json_text(header, source).encode("utf-8")
+    # Codes of one frame rate keep version 1, which every vqaudio reads; multi-scale codes need version 2.
+    version = 2 if header.codebook_strides else 1
     body = (
-        _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
+        _PREFIX.pack(MAGIC, version, len(header_bytes))
         + header_bytes
-        + pack_codes(codes, bits_per_code(header.codebook_size))
+        + pack_codes(_stored(codes, header), bits_per_code(header.codebook_size))
     )
     return body + _CRC.pack(zlib.crc32(body) & 0xFFFFFFFF)
 
@@ -119,8 +140,14 @@ def read_tokens(path: _PathLike) -> TokenFile:
             f"{p}: payload is {len(payload)} bytes but {header.num_codebooks}x{header.num_frames} codes of "
             f"{bits} bits need {expected_payload}"
         )
+    if bool(header.codebook_strides) != (version == 2):
+        raise TokenFileError(
+            f"{p}: a version {version} file must {'' if version == 2 else 'not '}hold multi-scale codes"
+        )
+    stored = (1, header.num_codebooks * header.num_frames) if header.codebook_strides else None
     try:
-        codes = unpack_codes(payload, bits, header.num_codebooks, header.num_frames)
+        rows, frames = stored or (header.num_codebooks, header.num_frames)
+        codes = _from_stored(unpack_codes(payload, bits, rows, frames), header)
     except ValueError as exc:
         raise TokenFileError(f"{p}: {exc}") from exc
     return TokenFile(header=header, codes=_validated_codes(codes, header, str(p)))

@@ -40,7 +40,7 @@ def validate(task: Task, config: TrainConfig) -> dict[str, float]:
             continue
         target = log_mel(audio[:, 0], config.model.mel)
         if isinstance(model, CodecModel):
-            for k in range(1, model.num_codebooks + 1):
+            for k in model.codebook_counts:
                 if isinstance(model, ConditionalVQVAE):
                     # Decoded in the file's own voice, told by its own embedding.
                     own = model.speaker_embedding(audio)
