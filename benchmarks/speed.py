@@ -5,6 +5,8 @@ clip's own log-mel to audio), and peak memory.
     python benchmarks/speed.py --model speech-16k --long-seconds 3600     # peak memory on a 1-hour file
     python benchmarks/speed.py --model speech-16k --beams 1 8             # tokenize with each code search width
     python benchmarks/speed.py --runtime onnxruntime --int8 encoder,decoder,vocoder   # the int8 graphs
+    python benchmarks/speed.py --encodec 10 60      # EnCodec 24 kHz beside the model, same speech, same run
+    python benchmarks/speed.py --cli 10             # `vqaudio resynth` on a 10 s file, process start included
 
 Every measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. x real-time
 is audio seconds divided by the median wall time of ``--repeats`` runs after one warm-up. Time the machine
@@ -15,6 +17,14 @@ more run after the timed ones (``torch.utils.flop_counter``; FFTs, sparse produc
 counted), per second of audio, and the rate column is that work times x real-time: the arithmetic rate the
 run sustained. Together they say how far a speed target is from what the CPU does: at a fixed work per second
 of audio, x real-time only rises with the rate.
+
+``--encodec`` times EnCodec's 24 kHz model (the ``encodec`` package, ``pip install --no-deps encodec einops``)
+with random weights (``pretrained=False``: the same layers do the same work) at 1.5 kbps, encode and encode +
+decode, on the same speech as the model (the example clip repeated to each length, resampled to 24 kHz), each
+in its own subprocess, and prints the ratio. The package imports torchaudio for file helpers the benchmark
+never calls, and torchaudio's wheels do not load on this torch, so an empty module stands in for it.
+``--cli`` times the command a person runs, ``vqaudio resynth`` on a file of that many seconds, as wall time
+from process start to exit.
 """
 
 from __future__ import annotations
@@ -30,7 +40,46 @@ import time
 from pathlib import Path
 
 
+def _encodec_worker(args: argparse.Namespace) -> dict[str, object]:
+    import types
+
+    import torch
+
+    from vqaudio.audio import load_audio
+
+    # encodec imports torchaudio at module level for helpers (file loading, a discriminator) not used here.
+    sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
+    import encodec
+
+    torch.set_num_threads(args.threads)
+    model = encodec.EncodecModel.encodec_model_24khz(pretrained=False).eval()
+    model.set_target_bandwidth(1.5)
+    audio = load_audio(args.audio, sample_rate=24000, mono=True).samples[None]  # [1, 1, T]
+    seconds = audio.shape[-1] / 24000
+
+    @torch.inference_mode()
+    def run() -> None:
+        frames = model.encode(audio)
+        if args.task == "encodec-resynth":
+            model.decode(frames)
+
+    run()
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {
+        "task": args.task,
+        "seconds": seconds,
+        "x_realtime": seconds / statistics.median(times),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def _worker(args: argparse.Namespace) -> dict[str, object]:
+    if args.task.startswith("encodec"):
+        return _encodec_worker(args)
     import torch
 
     import vqaudio
@@ -128,16 +177,33 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _make_long_file(seconds: float, path: Path) -> Path:
-    """A long 16 kHz wav made by repeating the example clip, written block by block."""
+    """A 16 kHz wav of exactly ``seconds`` made by repeating the example clip, written block by block."""
     import soundfile as sf
 
     clip, sr = sf.read(Path(__file__).resolve().parents[1] / "examples" / "hello.wav", dtype="float32")
+    total = round(seconds * sr)
     with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
         written = 0
-        while written < seconds * sr:
-            f.write(clip)
-            written += clip.shape[0]
+        while written < total:
+            f.write(clip[: total - written])
+            written += min(clip.shape[0], total - written)
     return path
+
+
+def _cli_times(seconds: float, model: str, threads: int, repeats: int) -> list[float]:
+    """Wall times of ``vqaudio resynth`` (a fresh process each: start, import, load, read, encode, decode, write)."""
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = _make_long_file(seconds, Path(tmp) / "in.wav")
+        for i in range(repeats + 1):  # the first run warms the disk cache
+            cmd = [sys.executable, "-m", "vqaudio.cli", "resynth", str(src), str(Path(tmp) / f"out{i}.wav")]
+            t0 = time.perf_counter()
+            subprocess.run([*cmd, "-m", model, "--no-progress"], check=True, capture_output=True, env=env)
+            times.append(time.perf_counter() - t0)
+    return times[1:]
 
 
 def _cpu_name() -> str:
@@ -184,7 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--long-seconds", type=float, default=0.0, help="also stream-encode a file this long")
     p.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
-    p.add_argument("--task", choices=["tokenize", "resynth", "vocode", "long"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--encodec", type=float, nargs="+", default=None, metavar="SECONDS", help="time EnCodec beside the model"
+    )
+    p.add_argument("--cli", type=float, default=None, metavar="SECONDS", help="time `vqaudio resynth` end to end")
+    p.add_argument(
+        "--task",
+        choices=["tokenize", "resynth", "vocode", "long", "encodec-tokenize", "encodec-resynth"],
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--vocoder", default=None, help=argparse.SUPPRESS)
     p.add_argument("--beam", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -230,6 +304,17 @@ def main(argv: list[str] | None = None) -> int:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
+    if args.encodec:
+        return _encodec_table(args, measure)
+    if args.cli:
+        times = _cli_times(args.cli, args.model, args.threads, args.repeats)
+        median = statistics.median(times)
+        print(
+            f"`vqaudio resynth` of {args.cli:g} s with {args.model} on {_cpu_name()}, "
+            f"{_count(args.threads, 'thread')}: median {median:.2f} s wall over {_count(len(times), 'run')} "
+            f"(min {min(times):.2f}, max {max(times):.2f}), {args.cli / median:.1f}x real time"
+        )
+        return 0
     beams = args.beams or [None]
     rows = [measure("tokenize", args.audio, beam=b) for b in beams]
     import vqaudio
@@ -285,6 +370,35 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "a") as f:
             # A blank line first, so the heading does not run into a table above it.
             f.write(("\n" if previous and not previous.endswith("\n\n") else "") + table + "\n")
+    return 0
+
+
+def _encodec_table(args: argparse.Namespace, measure: object) -> int:
+    """EnCodec 24 kHz and ``args.model`` on the same speech of each length, in one run, with their ratio."""
+    lines = [
+        f"Produced by `python benchmarks/speed.py {' '.join(sys.argv[1:])}` on {_cpu_name()}, "
+        f"{_count(args.threads, 'thread')}, median of {_count(args.repeats, 'run')}:",
+        "",
+        f"| audio (s) | task | {args.model}, x real time | EnCodec 24 kHz 1.5 kbps, x real time | ratio "
+        f"| peak memory {args.model} / EnCodec (MB) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for seconds in args.encodec:
+            clip = _make_long_file(seconds, Path(tmp) / f"speech{seconds:g}.wav")
+            for task in ("tokenize", "resynth"):
+                ours = measure(task, clip)  # type: ignore[operator]
+                theirs = measure(f"encodec-{task}", clip)  # type: ignore[operator]
+                ratio = float(ours["x_realtime"]) / float(theirs["x_realtime"])
+                lines.append(
+                    f"| {seconds:g} | {task} | {float(ours['x_realtime']):.0f} | {float(theirs['x_realtime']):.1f} "
+                    f"| {ratio:.0f}x | {float(ours['peak_rss_mb']):.0f} / {float(theirs['peak_rss_mb']):.0f} |"
+                )
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(table + "\n")
     return 0
 
 

@@ -19,6 +19,9 @@ python3 -m venv .venv
 .venv/bin/pip install -q torch==2.13.0
 if [ "$extras" = dev ]; then
     .venv/bin/pip install -q -e '.[dev,onnx]'
+    # EnCodec's architecture for benchmarks/speed.py --encodec. Without its dependencies: it imports torchaudio only
+    # for file helpers, torchaudio would pull another torch, and the benchmark stands an empty module in for it.
+    .venv/bin/pip install -q --no-deps encodec==0.1.1 einops==0.8.2
 else
     .venv/bin/pip install -q -e .
 fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -79,6 +80,34 @@ def test_quality_benchmark_at_24k(tmp_path: Path, tiny_model_dir: Path) -> None:
     report = out.read_text()
     assert report.startswith("# Title\n\nKept.\n\n## Quality") and "old table" not in report
     assert "--rate 24000" in report
+
+
+def test_speed_benchmark_times_encodec_beside_the_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """--encodec: EnCodec 24 kHz (random weights) and the model on the same speech, each task with its ratio."""
+    # Installed by scripts/setup.sh dev; imported only with the benchmark's stand-in for torchaudio.
+    if importlib.util.find_spec("encodec") is None:
+        pytest.skip("encodec is not installed (bash scripts/setup.sh dev installs it)")
+    out = tmp_path / "encodec.md"
+    cmd = [sys.executable, str(BENCHMARKS / "speed.py"), "--model", str(tiny_model_dir), "--encodec", "0.5", "1"]
+    done = subprocess.run([*cmd, "--repeats", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [
+        ("0.5", "tokenize"),
+        ("0.5", "resynth"),
+        ("1", "tokenize"),
+        ("1", "resynth"),
+    ]
+    for r in rows:
+        ours, theirs, ratio = float(r[2]), float(r[3]), float(r[4].strip().rstrip("x"))
+        assert ours > 0 and theirs > 0 and abs(ratio - ours / theirs) <= 0.5 + 0.02 * ratio
+
+
+def test_speed_benchmark_times_the_cli(tmp_path: Path, tiny_model_dir: Path) -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "speed.py"), "--model", str(tiny_model_dir), "--cli", "1"]
+    done = subprocess.run([*cmd, "--repeats", "1", "--threads", "1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "`vqaudio resynth` of 1 s" in done.stdout and "x real time" in done.stdout
 
 
 @pytest.mark.slow
