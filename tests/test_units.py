@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import speech_like
@@ -20,7 +21,9 @@ from typer.testing import CliRunner
 from vqaudio.cli import app
 from vqaudio.errors import VQAudioError
 from vqaudio.tokenizer import load
-from vqaudio.units.extract import Shard, extract, list_inputs, merge, parse_shard, shard_from_env
+from vqaudio.units import dedup, expand, read_units, speak, units
+from vqaudio.units.extract import Shard, extract, input_root, list_inputs, merge, parse_shard, shard_from_env
+from vqaudio.units.formats import read_meta
 
 SR = 16000
 
@@ -156,3 +159,114 @@ def test_cli_units_and_refusals(corpus: Path, tiny_model_dir: Path, tmp_path: Pa
     for args in ([*base, "--codebook", "9"], [*base, "--shard", "2/2"], ["units", "merge", str(tmp_path / "none")]):
         result = runner.invoke(app, args)
         assert result.exit_code == 1 and result.output.startswith("error:") and result.output.count("\n") == 1
+
+
+# --- formats, metadata, expand, speaking units ------------------------------------------------------------------
+
+
+def test_merge_writes_fairseq_files_jsonl_fields_and_metadata(
+    corpus: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    tok = load(tiny_model_dir)
+    out = tmp_path / "u"
+    extract(tok, list_inputs(corpus), out, root=input_root(corpus))
+    merge(out, split="dev")
+    rows = _lines(out / "units.jsonl")
+    assert all(r["frame_rate"] == tok.frame_rate and r["model"] == "tiny" for r in rows)
+    tsv = (out / "dev.tsv").read_text().splitlines()
+    assert tsv[0] == str(corpus.resolve()) and len(tsv) == len(rows) + 1
+    for line, row in zip(tsv[1:], rows, strict=True):
+        rel, n = line.split("\t")
+        assert (corpus / rel).resolve() == Path(str(row["path"])).resolve()
+        assert int(n) == sf.info(corpus / rel).frames == row["n_samples"]
+    km = (out / "dev.km").read_text().splitlines()
+    assert km == [r["units"] for r in rows]
+    counts = [line.split() for line in (out / "dict.km.txt").read_text().splitlines()]
+    assert [int(u) for u, _ in counts] == list(range(tok.codebook_size))
+    assert sum(int(c) for _, c in counts) == sum(len(str(r["units"]).split()) for r in rows)
+    meta = read_meta(out / "units.meta.json")
+    assert (meta.model, meta.codes_checksum, meta.codebook, meta.dedup) == ("tiny", tok.codes_checksum, 0, False)
+    # Both files read back to the same utterances.
+    from_jsonl, m1 = read_units(out)
+    from_km, m2 = read_units(out / "dev.km")
+    assert m1 == m2 == meta
+    assert [(u.id, u.units) for u in from_jsonl] == [(u.id, u.units) for u in from_km]
+
+
+def test_dedup_then_expand_gives_the_plain_extraction(corpus: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    tok = load(tiny_model_dir)
+    items = list_inputs(corpus)
+    for name, dd in (("plain", False), ("dedup", True)):
+        extract(tok, items, tmp_path / name, dedup=dd)
+        merge(tmp_path / name)
+    result = CliRunner().invoke(
+        app, ["units", "expand", str(tmp_path / "dedup" / "units.jsonl"), "-o", str(tmp_path / "expanded.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "expanded.jsonl").read_bytes() == (tmp_path / "plain" / "units.jsonl").read_bytes()
+    assert expand(*dedup([3, 3, 1, 1, 1, 3])) == [3, 3, 1, 1, 1, 3] and dedup([]) == ([], [])
+    with pytest.raises(VQAudioError, match="2 units but 1 durations"):
+        expand([1, 2], [3])
+
+
+def test_shards_of_other_models_are_refused(
+    corpus: Path, tiny_model_dir: Path, other_model_dir: Path, tmp_path: Path
+) -> None:
+    items = list_inputs(corpus)
+    extract(load(tiny_model_dir), items, tmp_path / "u", shard=Shard(0, 2))
+    extract(load(other_model_dir), items, tmp_path / "u", shard=Shard(1, 2))
+    with pytest.raises(VQAudioError, match="different models or options"):
+        merge(tmp_path / "u")
+    with pytest.raises(VQAudioError, match="another model or other options"):
+        extract(load(tiny_model_dir), items, tmp_path / "u", shard=Shard(1, 2))
+    with pytest.raises(VQAudioError, match="another model or other options"):
+        extract(load(tiny_model_dir), items, tmp_path / "u", shard=Shard(0, 2), dedup=True)
+
+
+def test_units_resynth_speaks_every_utterance(corpus: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    tok = load(tiny_model_dir)
+    out = tmp_path / "u"
+    extract(tok, list_inputs(corpus), out, dedup=True, root=input_root(corpus))
+    merge(out)
+    runner = CliRunner()
+    base = ["units", "resynth", str(out), "-o", str(tmp_path / "wavs"), "-m", str(tiny_model_dir)]
+    result = runner.invoke(app, base)
+    assert result.exit_code == 0, result.output
+    for utt in read_units(out)[0]:
+        wav = tmp_path / "wavs" / f"{utt.id}.wav"
+        assert sf.info(wav).frames == len(utt.expanded()) * tok.model.hop_length
+    again = runner.invoke(app, base)  # nothing overwritten without --force
+    assert again.exit_code == 1 and "pass --force" in again.output and again.output.count("\n") == 1
+    voiced = runner.invoke(app, [*base, "--force", "--voice", str(next(corpus.rglob("*.flac")))])
+    assert voiced.exit_code == 1 and "not speaker-conditioned" in voiced.output
+    (tmp_path / "odd.km").write_text("1 2 x\n")
+    odd = runner.invoke(
+        app, ["units", "resynth", str(tmp_path / "odd.km"), "-o", str(tmp_path / "w2"), "-m", str(tiny_model_dir)]
+    )
+    assert odd.exit_code == 1 and "non-negative integers" in odd.output
+
+
+def test_python_units_and_speak(tmp_path: Path) -> None:
+    """units() -> speak() in another voice, with a speaker-conditioned model; dedup'd units decode the same."""
+    import dataclasses
+
+    import torch
+    from conftest import tiny_config
+
+    from vqaudio.models import build_codec, save_model
+    from vqaudio.models.conditional import SpeakerConfig
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(tiny_config(vocoder=False), family="conditional", speaker=SpeakerConfig(16, 1, 8))
+    model_dir = save_model(tmp_path / "cond", "cond", config, build_codec(config).eval(), None, card={})
+    tok = load(model_dir)
+    source, voice = speech_like(1.2, SR, f0=110, seed=1), speech_like(1.0, SR, f0=220, seed=2)
+    plain = units(tok, source, SR)
+    merged = units(tok, source, SR, dedup=True)
+    assert np.array_equal(merged.expanded(), plain.units) and plain.frame_rate == tok.frame_rate
+    a = speak(tok, plain, voice=voice, sample_rate=SR).samples
+    b = speak(tok, merged, voice=voice, sample_rate=SR).samples
+    assert torch.equal(a, b) and a.shape[-1] == plain.units.size * tok.model.hop_length
+    assert not torch.equal(a, speak(tok, plain, voice=source, sample_rate=SR).samples)
+    with pytest.raises(VQAudioError, match="outside"):
+        speak(tok, [0, tok.codebook_size])

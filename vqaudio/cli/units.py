@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from vqaudio.cli.common import CommandGroup, boundary, refuse_output
+from vqaudio.cli.runtime import Int8Opt, OnnxDirOpt, RuntimeChoice, RuntimeOpt, onnx_options
 
 units_app = typer.Typer(
     help="Discrete units for a corpus: extract (batched, resumable, sharded), then merge.", rich_markup_mode=None
@@ -37,14 +38,17 @@ def extract_cmd(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Files encoded together.")] = 8,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    runtime: RuntimeOpt = RuntimeChoice.torch,
+    onnx_dir: OnnxDirOpt = None,
+    int8: Int8Opt = None,
 ) -> None:
     """Write this shard's units, one JSON line per input file; rerun after an interruption to finish it."""
     from vqaudio.tokenizer import load
-    from vqaudio.units.extract import extract, list_inputs, parse_shard, shard_from_env
+    from vqaudio.units.extract import extract, input_root, list_inputs, parse_shard, shard_from_env
 
     which = parse_shard(shard) if shard is not None else shard_from_env()
     items = list_inputs(input)
-    tok = load(model)
+    tok = load(model, runtime=runtime.value, onnx=onnx_options(runtime, onnx_dir, int8))
     mine = len(items[which.index :: which.count])
     bar = None
     if progress:
@@ -61,7 +65,15 @@ def extract_cmd(
             bar.set_postfix(audio_h=f"{hours:.2f}")
 
     path = extract(
-        tok, items, out_dir, shard=which, codebook=codebook, dedup=dedup, batch_size=batch_size, progress=advance
+        tok,
+        items,
+        out_dir,
+        shard=which,
+        codebook=codebook,
+        dedup=dedup,
+        batch_size=batch_size,
+        progress=advance,
+        root=input_root(input),
     )
     if bar is not None:
         bar.close()
@@ -72,12 +84,51 @@ def extract_cmd(
 @boundary
 def merge_cmd(
     out_dir: Annotated[Path, typer.Argument(help="The --out-dir of the finished shards.")],
+    split: Annotated[str, typer.Option("--split", help="Name of the fairseq files (SPLIT.tsv, SPLIT.km).")] = "train",
 ) -> None:
-    """Join the finished shards into units.jsonl (input order) and errors.tsv (the skipped files)."""
+    """Join the finished shards into units.jsonl (input order), errors.tsv (the skipped files), units.meta.json and
+    the fairseq/textless SPLIT.tsv, SPLIT.km and dict.km.txt."""
     from vqaudio.units.extract import merge
 
-    path, ok, bad = merge(out_dir)
-    typer.echo(f"{path}: {ok} files; {bad} skipped (errors.tsv)")
+    path, ok, bad = merge(out_dir, split)
+    typer.echo(f"{path}: {ok} files; {bad} skipped (errors.tsv); {split}.tsv, {split}.km, dict.km.txt")
+
+
+@units_app.command("expand")
+@boundary
+def expand_cmd(
+    units: Annotated[Path, typer.Argument(help="A units.jsonl written with --dedup.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The JSONL to write.")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
+) -> None:
+    """Undo --dedup: every unit repeated its duration, as an extraction without --dedup writes them."""
+    from vqaudio.units.formats import expand_jsonl
+
+    refuse_output(output, [units], force)
+    n = expand_jsonl(units, output, overwrite=force)
+    typer.echo(f"{units} -> {output}: {n} utterances")
+
+
+@units_app.command("resynth")
+@boundary
+def resynth_cmd(
+    units: Annotated[Path, typer.Argument(help="A units.jsonl (deduplicated or not), a .km file, or their folder.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for one ID.wav per utterance.")],
+    voice: Annotated[
+        Path | None, typer.Option("--voice", help="A clip of the voice to speak in (default: the model's).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model (default: as units.meta.json says, else units-16k)."),
+    ] = None,
+    vocoder: Annotated[str | None, typer.Option("--vocoder", help="Back end.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+) -> None:
+    """Speak units files: one wav per utterance, in the voice of --voice."""
+    from vqaudio.units.speak import resynth_units
+
+    n, seconds = resynth_units(units, out_dir, voice=voice, model=model, vocoder=vocoder, overwrite=force)
+    typer.echo(f"{units} -> {out_dir}: {n} utterances, {seconds:.1f} s")
 
 
 commands = CommandGroup()

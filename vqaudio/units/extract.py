@@ -3,7 +3,8 @@
 Each shard ``I`` of ``N`` takes every ``N``-th file of the sorted input list, starting at ``I``, and writes
 ``shard-I-of-N.jsonl``: exactly one line per file, in order, either its units or the reason it was skipped::
 
-    {"id": "19/198/19-198-0001", "path": "...", "seconds": 14.085, "units": "17 17 402 ..."}
+    {"id": "19/198/19-198-0001", "path": "...", "seconds": 14.085, "n_samples": 225360, "units": "17 17 402 ...",
+     "frame_rate": 50.0, "model": "units-16k"}
     {"id": "bad/clip", "path": "...", "error": "bad/clip.wav: not an audio file ..."}
 
 With ``dedup`` a unit repeated on consecutive frames is kept once and ``"durations"`` gives each kept
@@ -12,8 +13,11 @@ unit's run length in frames (what unit-based TTS and speech language models read
 Lines are appended batch by batch and fsync'd; the file ends with a ``.done`` marker. A run killed at any
 point is resumed by running it again: a half-written last line is cut, the lines already written are checked
 against the input order, and the rest follow, so the finished file is byte for byte what an uninterrupted
-run writes. :func:`merge` puts the shards back in input order (``units.jsonl``) and lists the skipped files
-(``errors.tsv``).
+run writes. Each shard also writes ``shard-I-of-N.meta.json`` (:class:`vqaudio.units.formats.UnitsMeta`: the
+model, its codes identity, the codebook, dedup): a rerun with another model or other options is refused, and so
+is a merge of shards that differ. :func:`merge` puts the shards back in input order (``units.jsonl``), lists the
+skipped files (``errors.tsv``) and writes the fairseq/textless files and ``units.meta.json``
+(:mod:`vqaudio.units.formats`).
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import soundfile as sf
+
 from vqaudio.atomic import write_atomic
 from vqaudio.data.manifest import AUDIO_SUFFIXES, read_exclude_list, read_manifest
 from vqaudio.encoded import Encoded
 from vqaudio.errors import VQAudioError
 from vqaudio.tokenizer import Tokenizer
+from vqaudio.units.formats import META_NAME, UnitsMeta, dedup, fairseq_files, read_meta, write_meta
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,13 @@ class Item:
     path: Path
 
 
+def input_root(source: str | Path) -> Path:
+    """The folder the inputs' ids (and a fairseq manifest's paths) are relative to: the folder itself, or the folder
+    that holds the manifest or list."""
+    src = Path(source)
+    return (src if src.is_dir() else src.parent).resolve()
+
+
 def list_inputs(source: str | Path) -> list[Item]:
     """A folder (any layout; LibriSpeech's works), a manifest (``.tsv`` from ``vqaudio prepare``) or a file
     list (one path a line) -> items sorted by id (the path relative to the folder or list, no suffix)."""
@@ -96,27 +110,47 @@ def list_inputs(source: str | Path) -> list[Item]:
     return items
 
 
-def _units_line(item: Item, enc: Encoded, codebook: int, dedup: bool) -> dict[str, object]:
+def _stored_samples(path: Path, enc: Encoded) -> int:
+    """Samples the file stores at its own rate (fairseq's ``n_samples``): its header's count, else the decoded
+    length brought back to the file's rate."""
+    try:
+        return int(sf.info(str(path)).frames)
+    except (sf.SoundFileError, OSError, RuntimeError):
+        return round(enc.original_length * enc.original_sample_rate / enc.sample_rate)
+
+
+def _units_line(item: Item, enc: Encoded, codebook: int, deduplicate: bool) -> dict[str, object]:
     units = enc.codes[codebook].tolist()
     line: dict[str, object] = {
         "id": item.id,
         "path": str(item.path),
         "seconds": round(enc.original_length / enc.sample_rate, 4),
+        "n_samples": _stored_samples(item.path, enc),
     }
-    if dedup:
-        kept: list[int] = []
-        runs: list[int] = []
-        for u in units:
-            if kept and kept[-1] == u:
-                runs[-1] += 1
-            else:
-                kept.append(u)
-                runs.append(1)
+    if deduplicate:
+        kept, runs = dedup(units)
         line["units"] = " ".join(map(str, kept))
         line["durations"] = " ".join(map(str, runs))
     else:
         line["units"] = " ".join(map(str, units))
+    line["frame_rate"] = enc.frame_rate
+    line["model"] = enc.model_id
     return line
+
+
+def units_meta(tok: Tokenizer, codebook: int, deduplicate: bool, root: str | Path) -> UnitsMeta:
+    """What a job's units are: the model and its codes identity, the codebook and whether they are deduplicated."""
+    return UnitsMeta(
+        model=tok.name,
+        codes_checksum=tok.codes_checksum,
+        code_search=tok.code_search,
+        codebook=codebook,
+        vocabulary=tok.codebook_size,
+        frame_rate=tok.frame_rate,
+        sample_rate=tok.sample_rate,
+        dedup=deduplicate,
+        root=str(root),
+    )
 
 
 def _encode(tok: Tokenizer, batch: Sequence[Item], n: int) -> list[Encoded | str]:
@@ -166,9 +200,11 @@ def extract(
     dedup: bool = False,
     batch_size: int = 8,
     progress: Callable[[int, float], None] | None = None,
+    root: str | Path = "",
 ) -> Path:
     """Write (or finish) this shard's units file; returns its path. ``progress(files, seconds)`` is called
-    after each batch with what the batch added."""
+    after each batch with what the batch added. ``root``: the folder the inputs are relative to (the fairseq
+    manifest's first line; :func:`input_root`)."""
     if not 0 <= codebook < tok.num_codebooks:
         raise VQAudioError(f"--codebook must be in 0..{tok.num_codebooks - 1} for {tok.name}, got {codebook}")
     if batch_size < 1:
@@ -178,9 +214,19 @@ def extract(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VQAudioError(f"cannot make {out}: {e.strerror or e}") from None
+    if tok.model.codebook_strides:
+        raise VQAudioError(f"{tok.name} has multi-scale codes; units come from a model with codes of one frame rate")
     mine = list(items[shard.index :: shard.count])
     path = out / f"{shard.name}.jsonl"
+    meta = units_meta(tok, codebook, dedup, root)
+    meta_path = out / f"{shard.name}.meta.json"
+    if meta_path.is_file() and not read_meta(meta_path).same_units(meta):
+        raise VQAudioError(
+            f"{meta_path}: this shard was started with another model or other options ({read_meta(meta_path)}); "
+            "use another --out-dir or remove the shard's files"
+        )
     done = _resume(path, mine)
+    write_meta(meta_path, meta)
     with open(path, "ab") as f:
         for start in range(done, len(mine), batch_size):
             batch = mine[start : start + batch_size]
@@ -201,9 +247,12 @@ def extract(
     return path
 
 
-def merge(out_dir: str | Path) -> tuple[Path, int, int]:
-    """Join finished shards into ``units.jsonl`` (input order) and ``errors.tsv``; returns the units file and
-    the counts of units lines and skipped files."""
+def merge(out_dir: str | Path, split: str = "train") -> tuple[Path, int, int]:
+    """Join finished shards into ``units.jsonl`` (input order), ``errors.tsv``, ``units.meta.json`` and the
+    fairseq files ``<split>.tsv``, ``<split>.km`` and ``dict.km.txt``; returns the units file and the counts of
+    units lines and skipped files. Shards of different models or options are refused."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", split) or split.startswith("."):
+        raise VQAudioError(f"--split must be a plain file name (letters, digits, _ . -), got {split!r}")
     out = Path(out_dir)
     shards = sorted(out.glob("shard-*-of-*.jsonl"))
     if not shards:
@@ -218,6 +267,9 @@ def merge(out_dir: str | Path) -> tuple[Path, int, int]:
         if not (out / f"{shard.name}.done").is_file():
             raise VQAudioError(f"{out}: {shard.name} is not finished; run its extract again to finish it")
         parts.append((out / f"{shard.name}.jsonl").read_bytes().splitlines())
+    metas = [read_meta(out / f"{Shard(i, n).name}.meta.json") for i in range(n)]
+    if any(not m.same_units(metas[0]) for m in metas[1:]):
+        raise VQAudioError(f"{out}: the shards were made by different models or options; extract them again alike")
     merged, errors = [], []
     for j in range(sum(len(p) for p in parts)):
         raw = parts[j % n][j // n]
@@ -228,4 +280,6 @@ def merge(out_dir: str | Path) -> tuple[Path, int, int]:
             merged.append(raw)
     write_atomic(out / "units.jsonl", b"".join(r + b"\n" for r in merged))
     write_atomic(out / "errors.tsv", "".join(e + "\n" for e in errors).encode())
+    write_meta(out / META_NAME, metas[0])
+    fairseq_files((json.loads(r) for r in merged), metas[0], out, split)
     return out / "units.jsonl", len(merged), len(errors)
