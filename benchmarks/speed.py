@@ -5,6 +5,7 @@ clip's own log-mel to audio), and peak memory.
     python benchmarks/speed.py --model speech-16k --long-seconds 3600     # peak memory on a 1-hour file
     python benchmarks/speed.py --model speech-16k --beams 1 8             # tokenize with each code search width
     python benchmarks/speed.py --runtime onnxruntime --int8 encoder,decoder,vocoder   # the int8 graphs
+    python benchmarks/speed.py --runtime onnxruntime --ort-optimization basic [--ort-spinning]
     python benchmarks/speed.py --encodec 10 60      # EnCodec 24 kHz beside the model, same speech, same run
     python benchmarks/speed.py --cli 10             # `vqaudio resynth` on a 10 s file, process start included
 
@@ -93,7 +94,9 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
         decode_precision=args.decode_precision,
         beam=args.beam,
         runtime=args.runtime,
-        onnx=OnnxOptions(int8=args.int8) if args.runtime == "onnxruntime" else None,
+        onnx=OnnxOptions(int8=args.int8, optimization=args.ort_optimization, spinning=args.ort_spinning)
+        if args.runtime == "onnxruntime"
+        else None,
     )
     names = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
     arithmetic = (
@@ -101,6 +104,9 @@ def _worker(args: argparse.Namespace) -> dict[str, object]:
     )
     if args.runtime == "onnxruntime":  # the graphs run in float32 (or int8) whatever the torch precision says
         arithmetic = f"onnxruntime int8 {'+'.join(args.int8)}" if args.int8 else "onnxruntime float32"
+        if args.ort_optimization != "all" or args.ort_spinning:
+            spin = ", spinning" if args.ort_spinning else ""
+            arithmetic += f" (optimisation {args.ort_optimization}{spin})"
     k = args.n_codebooks
     if args.task == "long":
         # Stream a long file through encode, then decode it straight back to disk: only the codes and one
@@ -251,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-seconds", type=float, default=0.0, help="also stream-encode a file this long")
     p.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     p.add_argument(
+        "--ort-optimization",
+        default="all",
+        choices=["disabled", "basic", "extended", "all"],
+        help="onnxruntime's graph optimisation level (with --runtime onnxruntime)",
+    )
+    p.add_argument("--ort-spinning", action="store_true", help="let idle onnxruntime threads spin")
+    p.add_argument(
         "--encodec", type=float, nargs="+", default=None, metavar="SECONDS", help="time EnCodec beside the model"
     )
     p.add_argument("--cli", type=float, default=None, metavar="SECONDS", help="time `vqaudio resynth` end to end")
@@ -266,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--beams must be whole numbers >= 1")
     if args.int8 and args.runtime != "onnxruntime":
         p.error("--int8 needs --runtime onnxruntime")
+    if (args.ort_optimization != "all" or args.ort_spinning) and args.runtime != "onnxruntime":
+        p.error("--ort-optimization and --ort-spinning need --runtime onnxruntime")
     if set(args.int8) - {"encoder", "decoder", "vocoder"}:
         p.error(f"--int8 takes graph names among encoder, decoder, vocoder, got {','.join(args.int8)}")
     if args.task:  # subprocess mode
@@ -297,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--n-codebooks", str(args.n_codebooks)]
         if args.int8:
             cmd += ["--int8", ",".join(args.int8)]
+        if args.runtime == "onnxruntime":
+            cmd += ["--ort-optimization", args.ort_optimization] + (["--ort-spinning"] if args.ort_spinning else [])
         if vocoder:
             cmd += ["--vocoder", vocoder]
         if beam is not None:

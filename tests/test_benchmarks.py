@@ -469,3 +469,14 @@ def test_speed_benchmark_runs_the_onnxruntime_path(tmp_path: Path, tiny_model_di
     tokenize, resynth = rows[0], rows[1]
     assert tokenize[0].strip() == "tokenize" and resynth[0].strip() == "resynth"
     assert "onnxruntime" in tokenize[3] and float(tokenize[5]) > 0 and tokenize[6].strip() == "-"
+    # Another optimisation level with spinning threads: named in the arithmetic column.
+    done = subprocess.run(
+        [*cmd, "--vocoders", "none", "--ort-optimization", "basic", "--ort-spinning"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VQAUDIO_CACHE": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(optimisation basic, spinning)" in done.stdout
+    refused = subprocess.run([*cmd[:4], "--ort-optimization", "basic"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "need --runtime onnxruntime" in refused.stderr
