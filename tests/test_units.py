@@ -117,6 +117,8 @@ def test_resume_after_a_cut_gives_the_uninterrupted_bytes(corpus: Path, tiny_mod
     cut = tmp_path / "cut" / "shard-000-of-001.jsonl"
     cut.parent.mkdir()
     cut.write_bytes(whole[: whole.index(b"\n", whole.index(b"\n") + 1) + 25])  # two lines and a half
+    meta = "shard-000-of-001.meta.json"
+    (tmp_path / "cut" / meta).write_bytes((tmp_path / "whole" / meta).read_bytes())
     assert extract(tok, items, tmp_path / "cut", batch_size=3).read_bytes() == whole
     cut.write_bytes(b'{"id": "someone/else"}\n')
     with pytest.raises(VQAudioError, match="this job's input 1"):
@@ -270,3 +272,35 @@ def test_python_units_and_speak(tmp_path: Path) -> None:
     assert not torch.equal(a, speak(tok, plain, voice=source, sample_rate=SR).samples)
     with pytest.raises(VQAudioError, match="outside"):
         speak(tok, [0, tok.codebook_size])
+
+
+def test_units_review_cases(corpus: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A deduplicated .km is refused (its durations are in the JSONL), expand does not overwrite another
+    extraction's metadata, ids with dots keep their own output files, a pre-metadata shard is not resumed."""
+    tok = load(tiny_model_dir)
+    out = tmp_path / "u"
+    extract(tok, list_inputs(corpus), out, dedup=True)
+    merge(out)
+    with pytest.raises(VQAudioError, match="without their durations"):
+        read_units(out / "train.km")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "units.meta.json").write_text("{}")
+    runner = CliRunner()
+    result = runner.invoke(app, ["units", "expand", str(out / "units.jsonl"), "-o", str(other / "plain.jsonl")])
+    assert (
+        result.exit_code == 1 and "already exists" in result.output and (other / "units.meta.json").read_text() == "{}"
+    )
+    (tmp_path / "bad.jsonl").write_bytes(b"\xff\xfe not json\n")
+    result = runner.invoke(app, ["units", "expand", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1 and result.output.startswith("error:") and result.output.count("\n") == 1
+    dots = tmp_path / "dots.jsonl"
+    dots.write_text('{"id": "a/utt.001", "units": "1 2 3"}\n{"id": "a/utt.002", "units": "4 5"}\n')
+    result = runner.invoke(app, ["units", "resynth", str(dots), "-o", str(tmp_path / "w"), "-m", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "w" / "a").iterdir()) == ["utt.001.wav", "utt.002.wav"]
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "shard-000-of-001.jsonl").write_text('{"id": "10/100/10-100-0000"}\n')
+    with pytest.raises(VQAudioError, match="older vqaudio"):
+        extract(tok, list_inputs(corpus), old)

@@ -222,6 +222,10 @@ def _load_tokens(path: Path, tok_model: str | None, **options: Any) -> tuple[Any
         if tok_model is None:
             raise VQAudioError(f"{path} does not say which model made it; pass --model")
         tok = load(tok_model, **options)
+        if tok.model.codebook_strides and Path(path).suffix.lower() != ".npy":
+            # Its rows are codebooks at their own rates, and only the header says which: without it, no guess.
+            kind = Path(path).suffix
+            raise VQAudioError(f"{path} has no header (.json sidecar); a multi-scale model's {kind} needs it")
         tf = type(tf)(
             header=assume_model(
                 tf.header,

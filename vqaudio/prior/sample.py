@@ -124,6 +124,7 @@ def generate_to_files(
             model_checksum=tok.checksum,
             codebook_size=tok.codebook_size,
             codes_checksum=tok.codes_checksum,
+            codebook_strides=tok.model.codebook_strides,
         )
         tok.decode_to_file(enc, name.with_suffix(".wav"), vocoder=vocoder, overwrite=overwrite)
         written.append(name.with_suffix(".wav"))

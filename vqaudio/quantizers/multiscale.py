@@ -159,15 +159,18 @@ class MultiScaleQuantizer(BaseQuantizer):
             perplexity=torch.cat(perps),
         )
 
-    def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[B, D, F]`` -> ``[B, R', ceil(F / S)]``, greedy (codebooks of other rates do not share the frames a
-        beam search ranks; ``beam`` > 1 is refused)."""
+        beam search ranks; ``beam`` > 1 is refused). ``mask`` ``[B, 1, F]``: the real frames of each item of a
+        padded batch, so that a short item's last block mean is over its own frames, as when it is alone."""
         n = self._stages(n_codebooks)
         if beam != 1:
             raise ValueError("a multi-scale model searches its codes greedily: use beam 1")
         with torch.autocast(x.device.type, enabled=False):
             # The fill past the last real frame is masked out of the last block's mean, as in training.
-            residual, m = self._pad(x.float(), None)
+            residual, m = self._pad(x.float(), mask)
             codes = []
             for k, layer in enumerate(self.layers[:n]):
                 s = self.config.strides[k]

@@ -219,7 +219,7 @@ def _header_from_json(d: object, source: str) -> TokenHeader:
         codebook_strides=tuple(int(v) for v in strides),
     )
     _check_header(header, source)
-    if "levels" in d and d["levels"] != header.to_json().get("levels"):
+    if header.codebook_strides and "levels" in d and d["levels"] != header.to_json()["levels"]:
         raise TokenFileError(f"{source}: header 'levels' disagree with its codebook_strides and shape")
     return header
 

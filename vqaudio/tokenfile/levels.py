@@ -101,7 +101,6 @@ class CodeLayout:
         spans = {lv.shape[1] * s for lv, s in zip(levels, self.rates, strict=True)}
         if len(spans) != 1 or next(iter(spans)) % self.superframe:
             raise ValueError("the levels' frame counts do not span the same whole number of superframes")
-        n_frames = next(iter(spans)) // self.superframe
         taken = dict.fromkeys(self.rates, 0)
         rows = []
         for k, s in enumerate(self.strides):
@@ -112,4 +111,4 @@ class CodeLayout:
             taken[s] += 1
         if sum(taken.values()) != sum(lv.shape[0] for lv in levels) or not rows:
             raise ValueError("the levels' codebook counts are not a prefix of the model's codebooks")
-        return np.concatenate(rows).reshape(-1, n_frames)
+        return np.concatenate(rows)

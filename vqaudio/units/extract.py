@@ -76,9 +76,9 @@ class Item:
 
 def input_root(source: str | Path) -> Path:
     """The folder the inputs' ids (and a fairseq manifest's paths) are relative to: the folder itself, or the folder
-    that holds the manifest or list."""
+    that holds the manifest or list (absolute, symlinks kept)."""
     src = Path(source)
-    return (src if src.is_dir() else src.parent).resolve()
+    return Path(os.path.abspath(src if src.is_dir() else src.parent))
 
 
 def list_inputs(source: str | Path) -> list[Item]:
@@ -123,7 +123,7 @@ def _units_line(item: Item, enc: Encoded, codebook: int, deduplicate: bool) -> d
     units = enc.codes[codebook].tolist()
     line: dict[str, object] = {
         "id": item.id,
-        "path": str(item.path),
+        "path": os.path.abspath(item.path),  # absolute: the fairseq manifest is made from it wherever merge runs
         "seconds": round(enc.original_length / enc.sample_rate, 4),
         "n_samples": _stored_samples(item.path, enc),
     }
@@ -200,11 +200,11 @@ def extract(
     dedup: bool = False,
     batch_size: int = 8,
     progress: Callable[[int, float], None] | None = None,
-    root: str | Path = "",
+    root: str | Path | None = None,
 ) -> Path:
     """Write (or finish) this shard's units file; returns its path. ``progress(files, seconds)`` is called
     after each batch with what the batch added. ``root``: the folder the inputs are relative to (the fairseq
-    manifest's first line; :func:`input_root`)."""
+    manifest's first line; :func:`input_root`); by default the deepest folder holding them all."""
     if not 0 <= codebook < tok.num_codebooks:
         raise VQAudioError(f"--codebook must be in 0..{tok.num_codebooks - 1} for {tok.name}, got {codebook}")
     if batch_size < 1:
@@ -218,8 +218,14 @@ def extract(
         raise VQAudioError(f"{tok.name} has multi-scale codes; units come from a model with codes of one frame rate")
     mine = list(items[shard.index :: shard.count])
     path = out / f"{shard.name}.jsonl"
+    if root is None:
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(it.path)) for it in items]) if items else ""
     meta = units_meta(tok, codebook, dedup, root)
     meta_path = out / f"{shard.name}.meta.json"
+    if path.exists() and path.stat().st_size and not meta_path.is_file():
+        raise VQAudioError(
+            f"{path} was started by an older vqaudio (no {meta_path.name}); remove it to extract this shard again"
+        )
     if meta_path.is_file() and not read_meta(meta_path).same_units(meta):
         raise VQAudioError(
             f"{meta_path}: this shard was started with another model or other options ({read_meta(meta_path)}); "
@@ -267,6 +273,9 @@ def merge(out_dir: str | Path, split: str = "train") -> tuple[Path, int, int]:
         if not (out / f"{shard.name}.done").is_file():
             raise VQAudioError(f"{out}: {shard.name} is not finished; run its extract again to finish it")
         parts.append((out / f"{shard.name}.jsonl").read_bytes().splitlines())
+    missing = [Shard(i, n).name for i in range(n) if not (out / f"{Shard(i, n).name}.meta.json").is_file()]
+    if missing:
+        raise VQAudioError(f"{out}: {missing[0]} has no metadata (an older vqaudio made it); extract it again")
     metas = [read_meta(out / f"{Shard(i, n).name}.meta.json") for i in range(n)]
     if any(not m.same_units(metas[0]) for m in metas[1:]):
         raise VQAudioError(f"{out}: the shards were made by different models or options; extract them again alike")

@@ -128,14 +128,19 @@ def read_units(path: str | Path) -> tuple[list[Utterance], UnitsMeta | None]:
         raise VQAudioError(f"cannot read {p}: {e}") from None
     out: list[Utterance] = []
     if p.suffix == ".km":
-        tsv = p.with_suffix(".tsv")
-        ids = (
-            [Path(r.split("\t")[0]).with_suffix("").as_posix() for r in tsv.read_text().splitlines()[1:]]
-            if (tsv.is_file())
-            else []
-        )
+        if meta is not None and meta.dedup:
+            raise VQAudioError(
+                f"{p} holds deduplicated units without their durations; use the units.jsonl beside it, which has them"
+            )
+        # Ids as extraction gave them (units.jsonl, same order), else from the manifest beside it, else line numbers.
+        ids: list[str] = []
+        beside, tsv = p.parent / "units.jsonl", p.with_suffix(".tsv")
+        if beside.is_file():
+            ids = [str(json.loads(r)["id"]) for r in beside.read_text().splitlines() if r.strip()]
+        elif tsv.is_file():
+            ids = [Path(r.split("\t")[0]).with_suffix("").as_posix() for r in tsv.read_text().splitlines()[1:]]
         if ids and len(ids) != len(lines):
-            raise VQAudioError(f"{p} has {len(lines)} lines but {tsv} lists {len(ids)} files")
+            raise VQAudioError(f"{p} has {len(lines)} lines but {len(ids)} utterances are listed beside it")
         for i, line in enumerate(lines):
             out.append(Utterance(ids[i] if ids else str(i), _ints(line, f"{p} line {i + 1}", "units")))
         return out, meta
@@ -167,19 +172,32 @@ def expand_jsonl(src: str | Path, dst: str | Path, *, overwrite: bool = False) -
         raise VQAudioError(f"{d} already exists; pass --force to replace it")
     if d.resolve() == s.resolve():
         raise VQAudioError(f"{d} is the input file; write the expanded units elsewhere")
+    meta, meta_out = s.parent / META_NAME, d.parent / META_NAME
+    write_meta_too = meta.is_file() and d.parent.resolve() != s.parent.resolve()
+    if write_meta_too and meta_out.exists() and not overwrite:
+        raise VQAudioError(f"{meta_out} already exists (another extraction's); pass --force to replace it")
+    try:
+        text = s.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise VQAudioError(f"cannot read {s}: {e}") from None
     out = []
-    for i, raw in enumerate(s.read_text().splitlines()):
-        row = json.loads(raw)
+    for i, raw in enumerate(text.splitlines()):
+        where = f"{s} line {i + 1}"
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            raise VQAudioError(f"{where} is not JSON") from None
+        if not isinstance(row, dict):
+            raise VQAudioError(f"{where} is not a units line")
         if "durations" in row:
-            units = expand(_ints(row["units"], f"{s} line {i + 1}", "units"), _ints(row["durations"], str(s), "d"))
+            units = expand(_ints(row.get("units"), where, "units"), _ints(row["durations"], where, "durations"))
             row["units"] = " ".join(map(str, units))
             del row["durations"]
         out.append(json.dumps(row))
     write_atomic(d, "".join(line + "\n" for line in out).encode())
-    meta = s.parent / META_NAME
-    if meta.is_file() and d.parent != s.parent:
+    if write_meta_too:
         m = read_meta(meta)
-        write_meta(d.parent / META_NAME, UnitsMeta(**{**m.to_json(), "dedup": False}))  # type: ignore[arg-type]
+        write_meta(meta_out, UnitsMeta(**{**m.to_json(), "dedup": False}))  # type: ignore[arg-type]
     return len(out)
 
 
@@ -189,11 +207,11 @@ def fairseq_files(rows: Iterable[dict[str, object]], meta: UnitsMeta, out_dir: P
     km = []
     counts = [0] * meta.vocabulary
     for row in rows:
-        path = Path(str(row["path"]))
+        path = Path(str(row["path"]))  # absolute, as extraction stored it
         try:
-            rel = path.resolve().relative_to(Path(meta.root).resolve()).as_posix()
+            rel = path.relative_to(meta.root).as_posix()
         except ValueError:
-            rel = path.resolve().as_posix()
+            rel = path.as_posix()  # outside the root: fairseq joins an absolute path as it is
         tsv.append(f"{rel}\t{row['n_samples']}")
         units = str(row["units"])
         km.append(units)

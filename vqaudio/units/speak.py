@@ -114,7 +114,7 @@ def _target(out_dir: Path, utt_id: str) -> Path:
     rel = PurePosixPath(utt_id)
     if rel.is_absolute() or ".." in rel.parts or not rel.parts:
         raise VQAudioError(f"utterance id {utt_id!r} is not a relative path inside the output folder")
-    return out_dir / Path(*rel.parts).with_suffix(".wav")
+    return out_dir / Path(*rel.parts[:-1]) / (rel.parts[-1] + ".wav")
 
 
 @torch.inference_mode()
@@ -143,6 +143,8 @@ def resynth_units(
             raise VQAudioError(f"{path}: units of codebook {meta.codebook} cannot be decoded alone")
     out = Path(out_dir)
     targets = [_target(out, u.id) for u in utts]
+    if len(set(targets)) != len(targets):
+        raise VQAudioError(f"{path}: two utterances share an id; each needs its own output file")
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         raise VQAudioError(f"{existing[0]} exists ({len(existing)} outputs do); pass --force to overwrite them")
