@@ -409,6 +409,38 @@ def test_a_frozen_quantizer_draws_its_codebook_counts_with_the_dropout_weights(c
     assert {r["n_codebooks"] for r in records if "loss" in r} == {2.0}
 
 
+def test_multi_scale_codec_trains_and_a_frozen_quantizer_draws_whole_codebooks(corpus: Path, tmp_path: Path) -> None:
+    """A multi-scale codec trains end to end (validated at each whole-codebook count), and decoder-only training
+    of it (the quantizer frozen, as stage 3b) draws row counts that hold whole codebooks, several of them."""
+    ms = {
+        "model.quantizer": "multiscale",
+        "model.multiscale.strides": [2, 1, 2],
+        "model.multiscale.vq.dim": 16,
+        "model.multiscale.vq.codebook_size": 64,
+    }
+    cfg = load_config(DEBUG, _overrides(corpus, steps=4, log_every=1, valid_every=4, **ms))
+    first_dir = Trainer(cfg, tmp_path / "first", progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "first" / "metrics.jsonl").read_text().splitlines()]
+    assert set(next(r for r in records if "valid" in r)["valid"]) == {"mel_l1@1", "mel_l1@3", "mel_l1@4"}
+    assert load_model(first_dir).codec.codebook_counts == (1, 3, 4)
+    cfg = load_config(
+        DEBUG,
+        _overrides(
+            corpus,
+            steps=12,
+            log_every=1,
+            valid_every=100,
+            init_from=str(first_dir),
+            freeze=["encoder", "quantizer"],
+            **ms,
+        ),
+    )
+    Trainer(cfg, tmp_path / "second", progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
+    drawn = {r["n_codebooks"] for r in records if "loss" in r}
+    assert drawn <= {1.0, 3.0, 4.0} and len(drawn) >= 2
+
+
 def test_mel_over_changes_the_codec_loss_but_not_the_logged_l1(corpus: Path, tmp_path: Path) -> None:
     firsts = []
     for over in (0.0, 0.5):

@@ -43,8 +43,9 @@ class CodecTask(Task):
         # A frozen quantizer runs in eval mode and so skips quantizer dropout: draw the bitrate here instead,
         # from a generator of its own, so the decoder still learns every prefix of the codebooks.
         # (The identity quantizer of tests has nothing to drop.)
-        rvq = config.model.quantizer == "rvq"
-        self.draw_codebooks = rvq and "quantizer" in config.freeze and config.model.rvq.dropout > 0
+        kind = config.model.quantizer
+        self.dropout = {"rvq": config.model.rvq.dropout, "multiscale": config.model.multiscale.dropout}.get(kind, 0.0)
+        self.draw_codebooks = "quantizer" in config.freeze and self.dropout > 0
         self.generator = torch.Generator().manual_seed(config.seed)
         self.teacher = None if config.teacher is None else load_teacher(config.teacher, self.model)
         # Made by build_discriminators when loss.speaker_adversarial is set.
@@ -60,11 +61,20 @@ class CodecTask(Task):
                 raise ConfigError("loss.speaker_adversarial needs training audio of at least two speakers")
             self.speaker_index = {name: i for i, name in enumerate(names)}
 
+    def _draw_codebooks(self) -> int:
+        """A prefix of the codebooks for one batch, as quantizer dropout draws it (for a multi-scale quantizer:
+        whole codebooks, counted in rows of its codes)."""
+        model = self.config.model
+        if model.quantizer == "multiscale":
+            counts = model.multiscale.layout.row_counts
+            return counts[int(torch.randint(len(counts), (), generator=self.generator))]
+        return draw_num_codebooks(model.rvq, self.generator)
+
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         w = self.config.loss
         n_codebooks = None
-        if self.draw_codebooks and float(torch.rand((), generator=self.generator)) < self.config.model.rvq.dropout:
-            n_codebooks = draw_num_codebooks(self.config.model.rvq, self.generator)
+        if self.draw_codebooks and float(torch.rand((), generator=self.generator)) < self.dropout:
+            n_codebooks = self._draw_codebooks()
         if batch.reference is None:
             out = model(batch.audio, batch.lengths, n_codebooks)
         else:
