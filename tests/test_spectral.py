@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -248,3 +249,35 @@ def test_frame_major_stft_matches(n_fft: int, hop: int, win: int | None) -> None
     y = istft_frames(frames, cfg, x.shape[-1])
     assert torch.allclose(y, x, atol=1e-5)
     assert torch.allclose(istft(spec, cfg, x.shape[-1]), y, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "n_fft", "n_mels", "f_min", "f_max"),
+    [
+        (16000, 1024, 80, 0.0, 8000.0),
+        (16000, 512, 40, 0.0, 8000.0),
+        (24000, 1024, 100, 0.0, 12000.0),
+        (16000, 400, 40, 0.0, 8000.0),
+        (22050, 2048, 128, 30.0, 9000.0),
+    ],
+)
+def test_mel_filterbank_is_librosas_bit_for_bit(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float
+) -> None:
+    """The filterbank is computed without librosa (whose import costs the CLI two seconds) and must be librosa's
+    exactly: the codes of every shipped model depend on it."""
+    import librosa
+
+    from vqaudio.spectral import slaney_mel_filterbank
+
+    ours = slaney_mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max)
+    theirs = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, norm="slaney")
+    assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
+def test_cli_start_does_not_import_librosa() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, vqaudio.cli, vqaudio.models.dvector; print('librosa' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -14,9 +14,10 @@ its effect on clean speech).
 
 from __future__ import annotations
 
-import librosa
 import torch
 from torch import nn
+
+from vqaudio.spectral import slaney_mel_filterbank
 
 SAMPLE_RATE = 16000
 N_MELS = 40
@@ -38,7 +39,7 @@ class DVectorEncoder(nn.Module):
         super().__init__()
         self.lstm = nn.LSTM(N_MELS, HIDDEN, 3, batch_first=True)
         self.linear = nn.Linear(HIDDEN, HIDDEN)
-        basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)
+        basis = slaney_mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, 0.0, SAMPLE_RATE / 2)  # librosa's defaults
         # Derived from the constants above, not learned: kept out of the weights file.
         self.register_buffer("mel_basis", torch.from_numpy(basis).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
