@@ -480,3 +480,20 @@ def test_speed_benchmark_runs_the_onnxruntime_path(tmp_path: Path, tiny_model_di
     assert "(optimisation basic, spinning)" in done.stdout
     refused = subprocess.run([*cmd[:4], "--ort-optimization", "basic"], capture_output=True, text=True)
     assert refused.returncode == 2 and "need --runtime onnxruntime" in refused.stderr
+
+
+def test_runtime_codes_counts_what_differs(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """benchmarks/runtime_codes.py: PyTorch and the float32 graphs give the tiny model's codes alike, over a folder."""
+    pytest.importorskip("onnxruntime")
+    for i in range(2):
+        sf.write(tmp_path / f"c{i}.wav", speech_like(0.7 + 0.4 * i, 16000, f0=110 + 40 * i, seed=i), 16000)
+    cmd = [sys.executable, str(BENCHMARKS / "runtime_codes.py"), "--list", str(tmp_path), "--models"]
+    done = subprocess.run(
+        [*cmd, str(tiny_model_dir), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VQAUDIO_CACHE": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = [line for line in done.stdout.splitlines() if line.startswith(f"| {tiny_model_dir}")][0].split("|")
+    assert int(row[2]) > 0 and int(row[3]) == 0 and row[4].strip() == "0 of 2"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vqaudio.cli.common import CommandGroup, boundary, refuse_output
+from vqaudio.cli.common import CommandGroup, ForceOpt, boundary, refuse_output
 from vqaudio.cli.runtime import Int8Opt, OnnxDirOpt, RuntimeChoice, RuntimeOpt, onnx_options
 
 units_app = typer.Typer(
@@ -99,7 +99,7 @@ def merge_cmd(
 def expand_cmd(
     units: Annotated[Path, typer.Argument(help="A units.jsonl written with --dedup.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The JSONL to write.")],
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Undo --dedup: every unit repeated its duration, as an extraction without --dedup writes them."""
     from vqaudio.units.formats import expand_jsonl
@@ -122,7 +122,7 @@ def resynth_cmd(
         typer.Option("--model", "-m", help="Model (default: as units.meta.json says, else units-16k)."),
     ] = None,
     vocoder: Annotated[str | None, typer.Option("--vocoder", help="Back end.")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Speak units files: one wav per utterance, in the voice of --voice."""
     from vqaudio.units.speak import resynth_units

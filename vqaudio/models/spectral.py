@@ -24,7 +24,6 @@ from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack, downsample_mask, len
 from vqaudio.errors import ConfigError
 from vqaudio.models.base import CodecModel, CodecOutput
 from vqaudio.quantizers.base import BaseQuantizer
-from vqaudio.quantizers.multiscale import MultiScaleQuantizer
 from vqaudio.spectral import LogMel, MelConfig
 
 
@@ -273,9 +272,7 @@ class SpectralVQVAE(CodecModel):
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None, *, beam: int = 1
     ) -> torch.Tensor:
         z, zmask = self.latents(audio, lengths)
-        if isinstance(self.quantizer, MultiScaleQuantizer):  # block means over each item's own frames
-            return self.quantizer.encode(z, n_codebooks, beam=beam, mask=zmask)
-        return self.quantizer.encode(z, n_codebooks, beam=beam)
+        return self.quantizer.encode(z, n_codebooks, beam=beam, mask=zmask)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, K, F]`` -> log-mel ``[B, n_mels, F * hop_length / mel hop]``, before any post-filter."""

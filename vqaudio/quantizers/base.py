@@ -72,9 +72,12 @@ class BaseQuantizer(nn.Module, ABC):
         """Quantize ``x`` ``[B, D, F]``; ``mask`` ``[B, 1, F]`` excludes padded frames from losses and updates."""
 
     @abstractmethod
-    def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[B, D, F]`` -> codes ``[B, K, F]``; ``beam`` > 1 asks for a search wider than greedy, where the
-        quantizer has one."""
+        quantizer has one. ``mask`` ``[B, 1, F]`` marks each item's real frames in a padded batch, for quantizers
+        whose codes span several frames (a per-frame quantizer ignores it)."""
 
     @abstractmethod
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

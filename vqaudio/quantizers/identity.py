@@ -32,7 +32,9 @@ class IdentityQuantizer(BaseQuantizer):
         zero = torch.zeros((), device=x.device)
         return QuantizerOutput(x, x.detach(), zero, zero, torch.ones(1, device=x.device))
 
-    def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return x
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,11 @@ class MultiScaleConfig:
         return CodeLayout(self.strides)
 
 
+def draw_num_codebooks(config: MultiScaleConfig, generator: torch.Generator) -> int:
+    """How many codebooks (not rows) one training batch uses under quantizer dropout: uniform over ``1..K``."""
+    return int(torch.randint(1, len(config.strides) + 1, (), generator=generator))
+
+
 def pool(x: torch.Tensor, mask: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Means of ``x`` ``[B, D, F]`` over blocks of ``stride`` frames, counting only frames where ``mask``
     ``[B, 1, F]`` is 1 (``F`` a multiple of ``stride``): ``[B, D, F / stride]`` and the blocks' mask."""
@@ -133,7 +138,7 @@ class MultiScaleQuantizer(BaseQuantizer):
         n = self._stages(n_codebooks)
         dropout = self.training and n_codebooks is None and self.config.dropout > 0
         if dropout and torch.rand((), generator=self.generator) < self.config.dropout:
-            n = int(torch.randint(1, len(self.layers) + 1, (), generator=self.generator))
+            n = draw_num_codebooks(self.config, self.generator)
         f = x.shape[-1]
         xf, m = self._pad(x.float(), mask)
         residual, quantized = xf, torch.zeros_like(xf)

@@ -125,7 +125,9 @@ class ResidualVectorQuantizer(BaseQuantizer):
             perplexity=torch.cat(perps),
         )
 
-    def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[B, D, F]`` -> ``[B, K', F]``.
 
         ``beam`` 1 picks each codebook's nearest codeword in turn (greedy, what training does). A wider beam

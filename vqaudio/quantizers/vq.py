@@ -153,7 +153,9 @@ class VectorQuantizer(BaseQuantizer):
         # ||x||^2 is the same for every codeword, so the argmin needs only ||w||^2 - 2 x.w: one fused product.
         return smallest(torch.addmm(w.pow(2).sum(1), flat, w.T, alpha=-2), 1)[:, 0]
 
-    def encode(self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, n_codebooks: int | None = None, *, beam: int = 1, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[B, D, F]`` -> ``[B, 1, F]``. With one codebook the nearest codeword is already the best code, so
         ``beam`` changes nothing."""
         b, d, f = x.shape

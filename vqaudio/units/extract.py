@@ -226,9 +226,10 @@ def extract(
         raise VQAudioError(
             f"{path} was started by an older vqaudio (no {meta_path.name}); remove it to extract this shard again"
         )
-    if meta_path.is_file() and not read_meta(meta_path).same_units(meta):
+    started = read_meta(meta_path) if meta_path.is_file() else meta
+    if started != meta:
         raise VQAudioError(
-            f"{meta_path}: this shard was started with another model or other options ({read_meta(meta_path)}); "
+            f"{meta_path}: this shard was started with another model or other options ({started}); "
             "use another --out-dir or remove the shard's files"
         )
     done = _resume(path, mine)
@@ -277,7 +278,7 @@ def merge(out_dir: str | Path, split: str = "train") -> tuple[Path, int, int]:
     if missing:
         raise VQAudioError(f"{out}: {missing[0]} has no metadata (an older vqaudio made it); extract it again")
     metas = [read_meta(out / f"{Shard(i, n).name}.meta.json") for i in range(n)]
-    if any(not m.same_units(metas[0]) for m in metas[1:]):
+    if any(m != metas[0] for m in metas[1:]):
         raise VQAudioError(f"{out}: the shards were made by different models or options; extract them again alike")
     merged, errors = [], []
     for j in range(sum(len(p) for p in parts)):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from vqaudio.atomic import write_atomic
@@ -72,10 +72,6 @@ class UnitsMeta:
         if not isinstance(d, dict) or any(n not in d for n in names):
             raise VQAudioError(f"{source}: not a units metadata file (it needs {', '.join(names)})")
         return cls(**{n: d[n] for n in names})
-
-    def same_units(self, other: UnitsMeta) -> bool:
-        """Whether units of ``self`` and ``other`` mean the same thing and were made the same way."""
-        return self == other
 
 
 def write_meta(path: Path, meta: UnitsMeta) -> None:
@@ -196,8 +192,7 @@ def expand_jsonl(src: str | Path, dst: str | Path, *, overwrite: bool = False) -
         out.append(json.dumps(row))
     write_atomic(d, "".join(line + "\n" for line in out).encode())
     if write_meta_too:
-        m = read_meta(meta)
-        write_meta(meta_out, UnitsMeta(**{**m.to_json(), "dedup": False}))  # type: ignore[arg-type]
+        write_meta(meta_out, replace(read_meta(meta), dedup=False))
     return len(out)
 
 

@@ -24,6 +24,7 @@ from vqaudio.models.builders import build_codec
 from vqaudio.models.conditional import ConditionalVQVAE
 from vqaudio.models.io import load_model, save_model
 from vqaudio.models.spectral import SpectralVQVAE
+from vqaudio.quantizers.multiscale import draw_num_codebooks as draw_multiscale
 from vqaudio.quantizers.rvq import draw_num_codebooks
 from vqaudio.training.config import TrainConfig
 from vqaudio.training.discriminators import Discriminators, MelDiscriminators
@@ -66,8 +67,7 @@ class CodecTask(Task):
         whole codebooks, counted in rows of its codes)."""
         model = self.config.model
         if model.quantizer == "multiscale":
-            counts = model.multiscale.layout.row_counts
-            return counts[int(torch.randint(len(counts), (), generator=self.generator))]
+            return model.multiscale.layout.row_counts[draw_multiscale(model.multiscale, self.generator) - 1]
         return draw_num_codebooks(model.rvq, self.generator)
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
