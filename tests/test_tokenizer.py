@@ -331,8 +331,8 @@ def test_batch_equals_single(family_dir: Path, rate: int, beam: int) -> None:
     tok = Tokenizer(load_model(family_dir), beam=beam)
     xs = [torch.from_numpy(speech_like(s, rate, f0=100 + 30 * i, seed=i)) for i, s in enumerate((0.37, 1.21, 0.8))]
     xs[2] = torch.stack([xs[2], 0.5 * xs[2]])  # a stereo item among mono ones
-    for k in (None, 2):
-        batch = tok.encode_batch(xs, rate, n_codebooks=k)
+    for k, seconds in ((None, None), (2, None), (None, 1.7)):
+        batch = tok.encode_batch(xs, rate, n_codebooks=k, batch_seconds=seconds)  # 1.7: items 0 and 2, then 1
         assert len(batch) == 3
         for x, got in zip(xs, batch, strict=True):
             alone = tok.encode(x, rate, n_codebooks=k)

@@ -22,7 +22,16 @@ from vqaudio.cli import app
 from vqaudio.errors import VQAudioError
 from vqaudio.tokenizer import load
 from vqaudio.units import dedup, expand, read_units, speak, units
-from vqaudio.units.extract import Shard, extract, input_root, list_inputs, merge, parse_shard, shard_from_env
+from vqaudio.units.extract import (
+    READ_AHEAD,
+    Shard,
+    extract,
+    input_root,
+    list_inputs,
+    merge,
+    parse_shard,
+    shard_from_env,
+)
 from vqaudio.units.formats import read_meta
 
 SR = 16000
@@ -59,7 +68,7 @@ def test_inputs_from_a_folder_a_manifest_and_a_list(corpus: Path, tmp_path: Path
 def test_one_line_per_file_in_order_with_bad_files_listed(corpus: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     tok = load(tiny_model_dir)
     items = list_inputs(corpus)
-    path = extract(tok, items, tmp_path / "out", codebook=1, batch_size=4)
+    path = extract(tok, items, tmp_path / "out", codebook=1, batch_seconds=2.5)
     lines = _lines(path)
     assert [line["id"] for line in lines] == [it.id for it in items]
     bad = [line for line in lines if "error" in line]
@@ -71,7 +80,7 @@ def test_one_line_per_file_in_order_with_bad_files_listed(corpus: Path, tiny_mod
     units, ok, skipped = merge(tmp_path / "out")
     assert (ok, skipped) == (7, 2) and len((tmp_path / "out" / "errors.tsv").read_text().splitlines()) == 2
     # batched == one at a time, byte for byte
-    single = extract(tok, items, tmp_path / "single", codebook=1, batch_size=1)
+    single = extract(tok, items, tmp_path / "single", codebook=1, batch_seconds=0)
     assert single.read_bytes() == path.read_bytes()
 
 
@@ -95,7 +104,7 @@ def test_shards_merge_into_the_single_job(
     extract(tok, items, tmp_path / "one")
     merge(tmp_path / "one")
     for i in range(3):
-        extract(tok, items, tmp_path / "three", shard=Shard(i, 3), batch_size=2)
+        extract(tok, items, tmp_path / "three", shard=Shard(i, 3), batch_seconds=1.5)
     merge(tmp_path / "three")
     assert (tmp_path / "three" / "units.jsonl").read_bytes() == (tmp_path / "one" / "units.jsonl").read_bytes()
     assert parse_shard("2/3") == Shard(2, 3)
@@ -113,13 +122,13 @@ def test_shards_merge_into_the_single_job(
 def test_resume_after_a_cut_gives_the_uninterrupted_bytes(corpus: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     tok = load(tiny_model_dir)
     items = list_inputs(corpus)
-    whole = extract(tok, items, tmp_path / "whole", batch_size=2).read_bytes()
+    whole = extract(tok, items, tmp_path / "whole", batch_seconds=1.5).read_bytes()
     cut = tmp_path / "cut" / "shard-000-of-001.jsonl"
     cut.parent.mkdir()
     cut.write_bytes(whole[: whole.index(b"\n", whole.index(b"\n") + 1) + 25])  # two lines and a half
     meta = "shard-000-of-001.meta.json"
     (tmp_path / "cut" / meta).write_bytes((tmp_path / "whole" / meta).read_bytes())
-    assert extract(tok, items, tmp_path / "cut", batch_size=3).read_bytes() == whole
+    assert extract(tok, items, tmp_path / "cut", batch_seconds=2.0).read_bytes() == whole
     cut.write_bytes(b'{"id": "someone/else"}\n')
     with pytest.raises(VQAudioError, match="this job's input 1"):
         extract(tok, items, tmp_path / "cut")
@@ -128,11 +137,11 @@ def test_resume_after_a_cut_gives_the_uninterrupted_bytes(corpus: Path, tiny_mod
 def test_kill_9_then_rerun_finishes_the_job(corpus: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     """A real process killed with SIGKILL in the middle, then run again: the bytes of an uninterrupted run."""
     big = tmp_path / "big"
-    for i in range(40):
+    for i in range(3 * READ_AHEAD):  # lines are written a group of READ_AHEAD files at a time
         (big / f"s{i % 4}").mkdir(parents=True, exist_ok=True)
-        sf.write(big / f"s{i % 4}" / f"{i:03d}.wav", speech_like(0.3, SR, f0=90 + 3 * i, seed=i), SR)
+        sf.write(big / f"s{i % 4}" / f"{i:03d}.wav", speech_like(0.3, SR, f0=90 + i % 50, seed=i), SR)
     args = [sys.executable, "-m", "vqaudio.cli", "units", "extract", str(big), "-m", str(tiny_model_dir)]
-    args += ["--batch-size", "1", "--no-progress", "-o"]
+    args += ["--batch-seconds", "0", "--no-progress", "-o"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*args, str(tmp_path / "ref")], check=True, env=env, capture_output=True, timeout=300)
     out = tmp_path / "killed" / "shard-000-of-001.jsonl"
@@ -145,7 +154,7 @@ def test_kill_9_then_rerun_finishes_the_job(corpus: Path, tiny_model_dir: Path, 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "shard-000-of-001.done").exists()
-    assert 5 <= out.read_bytes().count(b"\n") < 40
+    assert 5 <= out.read_bytes().count(b"\n") < 3 * READ_AHEAD
     subprocess.run([*args, str(tmp_path / "killed")], check=True, env=env, capture_output=True, timeout=300)
     assert out.read_bytes() == (tmp_path / "ref" / "shard-000-of-001.jsonl").read_bytes()
 

@@ -155,11 +155,15 @@ def encode_items(
     n_codebooks: int,
     beam: int,
     dtype: torch.dtype,
+    batch_samples: int | None = None,
 ) -> list[tuple[torch.Tensor, int]]:
     """Codes ``[K, F_i]`` and length in samples of each item, given as mono blocks ``[T_j]`` at the model's rate.
 
-    Items up to one window long go through :func:`encode_padded` in one batch. A longer item (a file is read only
-    until it proves longer) is encoded alone by :func:`iter_encode_windows`, whole and in bounded memory.
+    Items up to one window long go through :func:`encode_padded`: in one batch, or, given ``batch_samples``,
+    in order of length, as many to a batch as fit that many samples once padded (at least one): neighbours in
+    length pad little, where a corpus's order mixes short and long files in one batch. A longer
+    item (a file is read only until it proves longer) is encoded alone by :func:`iter_encode_windows`, whole
+    and in bounded memory.
     """
     limit = window_frames * model.hop_length
     out: list[tuple[torch.Tensor, int] | None] = [None] * len(items)
@@ -185,11 +189,29 @@ def encode_items(
             raise VQAudioError("audio is empty")
         else:
             short.append((i, torch.cat(head)))
-    if short:
-        batch = encode_padded(model, [m for _, m in short], n_codebooks=n_codebooks, beam=beam, dtype=dtype)
-        for codes, (i, m) in zip(batch, short, strict=True):
+    for group in _length_batches(short, batch_samples):
+        batch = encode_padded(model, [m for _, m in group], n_codebooks=n_codebooks, beam=beam, dtype=dtype)
+        for codes, (i, m) in zip(batch, group, strict=True):
             out[i] = (codes, m.numel())
     return [item for item in out if item is not None]
+
+
+def _length_batches(
+    items: list[tuple[int, torch.Tensor]], batch_samples: int | None
+) -> Iterator[list[tuple[int, torch.Tensor]]]:
+    """``(position, samples)`` pairs in batches: all at once, or shortest first within ``batch_samples``."""
+    if batch_samples is None:
+        if items:
+            yield items
+        return
+    group: list[tuple[int, torch.Tensor]] = []
+    for pair in sorted(items, key=lambda pair: pair[1].numel()):
+        if group and (len(group) + 1) * pair[1].numel() > batch_samples:
+            yield group
+            group = []
+        group.append(pair)
+    if group:
+        yield group
 
 
 def trim_blocks(

@@ -256,12 +256,18 @@ class Tokenizer:
 
     @torch.inference_mode()
     def encode_batch(
-        self, audios: Sequence[AudioInput], sample_rate: int | None = None, *, n_codebooks: int | None = None
+        self,
+        audios: Sequence[AudioInput],
+        sample_rate: int | None = None,
+        *,
+        n_codebooks: int | None = None,
+        batch_seconds: float | None = None,
     ) -> list[Encoded]:
         """Encode several file paths or ``[T_i]``/``[C, T_i]`` arrays at ``sample_rate``; arrays and files up to
-        one encode window long go through the model in one padded batch, which never changes the codes (each
-        item gets exactly the codes it gets alone), and longer ones alone (:func:`vqaudio.chunking.encode_items`).
-        """
+        one encode window long go through the model in one padded batch (or, shortest first, in batches of at
+        most ``batch_seconds`` of padded audio), which never changes the codes (each item gets exactly the codes
+        it gets alone), and longer ones alone (:func:`vqaudio.chunking.encode_items`). The results keep the
+        order of ``audios``."""
         n = self._n(n_codebooks)
         opened = [audio_blocks(audio, sample_rate, self.sample_rate) for audio in audios]
         coded = chunking.encode_items(
@@ -271,6 +277,7 @@ class Tokenizer:
             n_codebooks=n,
             beam=self.beam,
             dtype=self.encode_dtype,
+            batch_samples=None if batch_seconds is None else int(batch_seconds * self.sample_rate),
         )
         return [self._encoded(c, t, sr, ch) for (c, t), (_, sr, ch) in zip(coded, opened, strict=True)]
 

@@ -36,7 +36,9 @@ def extract_cmd(
     shard: Annotated[
         str | None, typer.Option("--shard", help="I/N: this process's share (default: RANK/WORLD_SIZE, else all).")
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Files encoded together.")] = 8,
+    batch_seconds: Annotated[
+        float, typer.Option("--batch-seconds", min=0.0, help="Padded audio per batch; files batched by length.")
+    ] = 40.0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     runtime: RuntimeOpt = RuntimeChoice.torch,
     onnx_dir: OnnxDirOpt = None,
@@ -71,7 +73,7 @@ def extract_cmd(
         shard=which,
         codebook=codebook,
         dedup=dedup,
-        batch_size=batch_size,
+        batch_seconds=batch_seconds,
         progress=advance,
         root=input_root(input),
     )

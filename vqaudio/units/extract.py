@@ -10,7 +10,8 @@ Each shard ``I`` of ``N`` takes every ``N``-th file of the sorted input list, st
 With ``dedup`` a unit repeated on consecutive frames is kept once and ``"durations"`` gives each kept
 unit's run length in frames (what unit-based TTS and speech language models read).
 
-Lines are appended batch by batch and fsync'd; the file ends with a ``.done`` marker. A run killed at any
+Files are read 128 at a time, encoded in batches of similar length, and their lines appended in input order
+and fsync'd group by group; the file ends with a ``.done`` marker. A run killed at any
 point is resumed by running it again: a half-written last line is cut, the lines already written are checked
 against the input order, and the rest follow, so the finished file is byte for byte what an uninterrupted
 run writes. Each shard also writes ``shard-I-of-N.meta.json`` (:class:`vqaudio.units.formats.UnitsMeta`: the
@@ -153,19 +154,21 @@ def units_meta(tok: Tokenizer, codebook: int, deduplicate: bool, root: str | Pat
     )
 
 
-def _encode(tok: Tokenizer, batch: Sequence[Item], n: int) -> list[Encoded | str]:
-    """Codes for each item, or the one-line reason it cannot be read; a bad file never sinks its batch."""
+def _encode(tok: Tokenizer, batch: Sequence[Item], n: int, batch_seconds: float) -> list[Encoded | str]:
+    """Codes for each item, or the one-line reason it cannot be read; a bad file never sinks its batch (the
+    batch is halved until the bad files stand alone, so the rest are still encoded in batches)."""
     try:
-        return list(tok.encode_batch([it.path for it in batch], n_codebooks=n))
-    except VQAudioError:
-        pass
-    out: list[Encoded | str] = []
-    for it in batch:
-        try:
-            out.append(tok.encode(it.path, n_codebooks=n))
-        except VQAudioError as e:
-            out.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    return out
+        return list(tok.encode_batch([it.path for it in batch], n_codebooks=n, batch_seconds=batch_seconds))
+    except VQAudioError as e:
+        if len(batch) == 1:
+            return [str(e).splitlines()[0] if str(e) else type(e).__name__]
+    half = len(batch) // 2
+    return _encode(tok, batch[:half], n, batch_seconds) + _encode(tok, batch[half:], n, batch_seconds)
+
+
+# Files read, encoded and written together: batching by length happens among them, and a killed run loses
+# at most one group's work.
+READ_AHEAD = 128
 
 
 def _resume(path: Path, expected: Sequence[Item]) -> int:
@@ -198,17 +201,19 @@ def extract(
     shard: Shard = Shard(0, 1),
     codebook: int = 0,
     dedup: bool = False,
-    batch_size: int = 8,
+    batch_seconds: float = 40.0,
     progress: Callable[[int, float], None] | None = None,
     root: str | Path | None = None,
 ) -> Path:
     """Write (or finish) this shard's units file; returns its path. ``progress(files, seconds)`` is called
-    after each batch with what the batch added. ``root``: the folder the inputs are relative to (the fairseq
-    manifest's first line; :func:`input_root`); by default the deepest folder holding them all."""
+    after each group of ``READ_AHEAD`` files with what the group added. ``batch_seconds``: padded audio per
+    batch through the model (files are batched by length; 0: one file a batch). ``root``: the folder the
+    inputs are relative to (the fairseq manifest's first line; :func:`input_root`); by default the deepest
+    folder holding them all."""
     if not 0 <= codebook < tok.num_codebooks:
         raise VQAudioError(f"--codebook must be in 0..{tok.num_codebooks - 1} for {tok.name}, got {codebook}")
-    if batch_size < 1:
-        raise VQAudioError("--batch-size must be at least 1")
+    if not batch_seconds >= 0:
+        raise VQAudioError(f"--batch-seconds must be >= 0, got {batch_seconds}")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -234,12 +239,14 @@ def extract(
         )
     done = _resume(path, mine)
     write_meta(meta_path, meta)
+    # Each file's codes are its own whatever its batch, so the lines, written in input order, do not depend on
+    # how the files were grouped or batched (a resumed run starts its groups elsewhere and writes the same).
     with open(path, "ab") as f:
-        for start in range(done, len(mine), batch_size):
-            batch = mine[start : start + batch_size]
+        for start in range(done, len(mine), READ_AHEAD):
+            batch = mine[start : start + READ_AHEAD]
             lines: list[dict[str, object]] = []
             seconds = 0.0
-            for item, result in zip(batch, _encode(tok, batch, codebook + 1), strict=True):
+            for item, result in zip(batch, _encode(tok, batch, codebook + 1, batch_seconds), strict=True):
                 if isinstance(result, str):
                     lines.append({"id": item.id, "path": str(item.path), "error": result})
                 else:
