@@ -14,10 +14,11 @@ from conftest import speech_like, tiny_config
 
 from vqaudio.data.dataset import CropDataset, collate
 from vqaudio.data.manifest import ManifestEntry
-from vqaudio.errors import VQAudioError
-from vqaudio.models.builders import build_codec
-from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig
-from vqaudio.tokenizer import load
+from vqaudio.errors import ConfigError, VQAudioError
+from vqaudio.models.builders import ModelConfig, build_codec
+from vqaudio.models.conditional import ConditionalVQVAE, ContentInput, ContentInputConfig, SpeakerConfig
+from vqaudio.models.io import load_model, save_model
+from vqaudio.tokenizer import Tokenizer, load
 from vqaudio.training.config import load_config
 from vqaudio.training.trainer import Trainer
 
@@ -309,3 +310,71 @@ def test_speaker_adversary_waits_for_its_start_step(tmp_path: Path) -> None:
     before = float(task.train_step(task.model, batch, 4, None).loss.detach())
     after = float(task.train_step(task.model, batch, 5, None).loss.detach())
     assert after - before >= 0.5 * np.log(2) * 0.99
+
+
+# --- what the content encoder reads ----------------------------------------------------------------------------
+
+
+def _content_config(lifter: int = 6, mean_seconds: float = 0.4) -> ModelConfig:
+    return dataclasses.replace(
+        tiny_config(vocoder=False),
+        family="conditional",
+        speaker=SpeakerConfig(16, 1, 8),
+        content=ContentInputConfig(lifter=lifter, mean_seconds=mean_seconds),
+    )
+
+
+def test_lifter_keeps_the_envelope_and_drops_the_harmonic_ripple() -> None:
+    mel = tiny_config().mel
+    n, frames = mel.n_mels, 30
+    bands = torch.arange(n, dtype=torch.float32)
+    centre = torch.pi * (bands + 0.5) / n
+    envelope = torch.cos(centre) + 0.3 * torch.cos(3 * centre)  # slow shapes across the bands
+    ripple = torch.cos(n / 4 * centre)  # what harmonics 4 bands apart draw (n / 4 periods across the bands)
+    x = (envelope + 0.5 * ripple)[None, :, None].expand(1, n, frames)
+    out = ContentInput(mel, ContentInputConfig(lifter=6))(x, torch.ones(1, 1, frames))
+    assert torch.allclose(out[0, :, 0], envelope, atol=0.02)
+    assert abs(float(out[0, :, 0] @ ripple)) < 0.02 * float(ripple @ ripple)
+
+
+def test_running_mean_removes_the_long_term_spectrum_within_the_mask() -> None:
+    mel = tiny_config().mel  # 100 frames a second: a 0.4 s window is 20 frames each side
+    module = ContentInput(mel, ContentInputConfig(mean_seconds=0.4))
+    assert module.context_frames == 20
+    torch.manual_seed(1)
+    profile = torch.randn(1, mel.n_mels, 1)
+    out = module(profile.expand(1, mel.n_mels, 90), torch.ones(1, 1, 90))
+    assert float(out.abs().max()) < 1e-5  # a spectrum that never changes is all voice and room
+    # Padding counts for nothing: an item in a padded batch reads what it reads alone.
+    x = torch.randn(2, mel.n_mels, 90)
+    mask = torch.ones(2, 1, 90)
+    mask[1, :, 50:] = 0
+    both = module(x, mask)
+    alone = module(x[1:, :, :50], torch.ones(1, 1, 50))
+    assert torch.allclose(both[1, :, :50], alone[0], atol=1e-5) and float(both[1, :, 50:].abs().max()) == 0.0
+
+
+def test_content_input_codes_batched_and_chunked_equal_whole(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = _content_config()
+    model_dir = save_model(tmp_path / "m", "tiny-content", config, build_codec(config).eval())
+    whole = Tokenizer(load_model(model_dir), window_seconds=1000.0)
+    chunked = Tokenizer(load_model(model_dir), window_seconds=0.5)
+    xs = [speech_like(s, SR, f0=100 + 30 * i, seed=i) for i, s in enumerate((0.37, 2.3, 1.21, 0.8))]
+    batch = whole.encode_batch(xs, SR, batch_seconds=2.5)  # by length: items 0 and 3, then 2, then 1
+    for x, got in zip(xs, batch, strict=True):
+        alone = whole.encode(x, SR)
+        assert torch.equal(got.codes, alone.codes)
+        assert torch.equal(chunked.encode(x, SR).codes, alone.codes)  # the running mean's window is context
+
+
+def test_content_input_is_part_of_the_codes_identity_only_when_used() -> None:
+    torch.manual_seed(0)
+    plain = build_codec(_content_config(lifter=0, mean_seconds=0.0))
+    assert "content_input" not in plain.analysis_settings()  # models trained before it keep their checksum
+    liftered = build_codec(_content_config())
+    liftered.load_state_dict(plain.state_dict())  # no weights of its own: its matrices follow from the config
+    assert liftered.codes_checksum() != plain.codes_checksum()
+    assert liftered.context_samples == plain.context_samples + 20 * 160
+    with pytest.raises(ConfigError, match="family 'conditional'"):
+        dataclasses.replace(tiny_config(), content=ContentInputConfig(lifter=6))

@@ -32,7 +32,7 @@ import vqaudio.runtime.load as runtime_load  # noqa: E402
 from vqaudio.cli import app  # noqa: E402
 from vqaudio.errors import ConfigError, ModelError, VQAudioError  # noqa: E402
 from vqaudio.models.builders import build_codec  # noqa: E402
-from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig  # noqa: E402
+from vqaudio.models.conditional import ConditionalVQVAE, ContentInputConfig, SpeakerConfig  # noqa: E402
 from vqaudio.models.io import load_model, save_model  # noqa: E402
 from vqaudio.runtime.export import OPSET, TOLERANCE, export_onnx, probe_audio  # noqa: E402
 from vqaudio.runtime.onnx import OnnxSpectralVQVAE  # noqa: E402
@@ -298,6 +298,24 @@ def test_speaker_conditioned_decoder_takes_a_voice(tmp_path: Path) -> None:
             want, got[name] = theirs.model.decode(enc.codes[None], voiced), ours.model.decode(enc.codes[None], voiced)
             assert float((got[name] - want).abs().max()) <= TOLERANCE * max(1.0, float(want.abs().max()))
     assert not torch.allclose(got["default"], got["reference"])  # the voice reached the graph
+
+
+def test_content_input_is_in_the_encoder_graph(tmp_path: Path) -> None:
+    """A units model whose encoder reads liftered, mean-removed log-mel gives the same codes through ONNX."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(
+        tiny_config(vocoder=False),
+        family="conditional",
+        speaker=SpeakerConfig(16, 1, 8),
+        content=ContentInputConfig(lifter=6, mean_seconds=0.4),
+    )
+    model_dir = save_model(tmp_path / "units", "tiny-units", config, build_codec(config).eval())
+    export_onnx(load_model(model_dir), tmp_path / "graphs")
+    ours = load(model_dir, runtime="onnxruntime", onnx=OnnxOptions(folder=tmp_path / "graphs"))
+    theirs = load(model_dir)
+    for seconds in (0.6, 1.7):
+        x = speech_like(seconds, seed=int(seconds * 10))
+        assert torch.equal(ours.encode(x, SR).codes, theirs.encode(x, SR).codes)
 
 
 def test_probe_has_odd_lengths() -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from vqaudio.errors import ConfigError
 from vqaudio.models.base import CodecModel
-from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig
+from vqaudio.models.conditional import ConditionalVQVAE, ContentInputConfig, SpeakerConfig
 from vqaudio.models.spectral import SpectralNetConfig, SpectralVQVAE
 from vqaudio.models.waveform import WaveformNetConfig, WaveformVQVAE
 from vqaudio.quantizers.base import BaseQuantizer
@@ -43,6 +43,8 @@ class ModelConfig:
     vocoder: ISTFTVocoderConfig | None = None
     # family "conditional" only: the reference encoder whose speaker embedding the decoder is given.
     speaker: SpeakerConfig = SpeakerConfig()
+    # family "conditional" only: what the content encoder reads of the log-mel (pitch and long-term spectrum out).
+    content: ContentInputConfig = ContentInputConfig()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -57,6 +59,8 @@ class ModelConfig:
                 raise ConfigError(f"quantizer 'multiscale' needs family 'spectral', got {self.family!r}")
             if self.multiscale.vq.dim != latent:
                 raise ConfigError(f"multiscale.vq.dim ({self.multiscale.vq.dim}) must equal latent_dim ({latent})")
+        if self.content.active and self.family != "conditional":
+            raise ConfigError(f"model.content needs family 'conditional', got {self.family!r}")
         if self.family == "waveform" and self.waveform.sample_rate != self.mel.sample_rate:
             raise ConfigError("waveform.sample_rate must equal mel.sample_rate (the mel config drives the losses)")
 
@@ -79,7 +83,7 @@ def build_codec(config: ModelConfig) -> CodecModel:
     if config.family == "spectral":
         return SpectralVQVAE(config.mel, config.spectral, quantizer)
     if config.family == "conditional":
-        return ConditionalVQVAE(config.mel, config.spectral, config.speaker, quantizer)
+        return ConditionalVQVAE(config.mel, config.spectral, config.speaker, quantizer, config.content)
     return WaveformVQVAE(config.waveform, quantizer)
 
 

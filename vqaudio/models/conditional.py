@@ -13,7 +13,8 @@ stays out of the codes checksum, like the rest of the decoder. When no reference
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -45,6 +46,77 @@ class SpeakerConfig:
             raise ConfigError("speaker channels, depth and dim must be >= 1")
         if self.encoder not in ("learned", "dvector"):
             raise ConfigError(f"speaker encoder must be 'learned' or 'dvector', got {self.encoder!r}")
+
+
+@dataclass(frozen=True)
+class ContentInputConfig:
+    """What the content encoder reads of each log-mel frame (the decoder's target is never changed).
+
+    ``lifter``: keep only the first ``lifter`` DCT coefficients across the bands of each frame (0: all). The
+    ripple that a voice's harmonics draw across the low bands has a period of a few bands, so a short lifter
+    (20 on 80 bands smooths it away for pitches up to about 300 Hz) hands the encoder the spectral envelope,
+    what ASR front ends keep, without the pitch.
+    ``mean_seconds``: subtract from each band its mean over a centred window of this many seconds (0: none):
+    the long-term spectrum of the recording and of the speaker's vocal tract, not what is being said.
+    Both are local (a bounded window), so chunked and batched codes stay equal to whole ones.
+    """
+
+    lifter: int = 0
+    mean_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lifter < 0:
+            raise ConfigError(f"content lifter must be >= 0, got {self.lifter}")
+        if not math.isfinite(self.mean_seconds) or self.mean_seconds < 0:
+            raise ConfigError(f"content mean_seconds must be >= 0, got {self.mean_seconds}")
+
+    @property
+    def active(self) -> bool:
+        return self.lifter > 0 or self.mean_seconds > 0
+
+
+class ContentInput(nn.Module):
+    """Normalized log-mel ``[B, n_mels, F]`` with mask ``[B, 1, F]`` -> what the content encoder reads, same
+    shape (see :class:`ContentInputConfig`). Its matrices follow from the config, so they are not saved."""
+
+    projection: torch.Tensor
+
+    def __init__(self, mel: MelConfig, cfg: ContentInputConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        n = mel.n_mels
+        if cfg.lifter and cfg.lifter < n:
+            # Orthonormal DCT-II rows [lifter, n_mels]; projecting onto them and back keeps the smooth envelope.
+            k = torch.arange(cfg.lifter, dtype=torch.float64)[:, None]
+            m = torch.arange(n, dtype=torch.float64)[None]
+            dct = torch.cos(math.pi / n * (m + 0.5) * k) * math.sqrt(2.0 / n)
+            dct[0] /= math.sqrt(2.0)
+            projection = (dct.T @ dct).float()
+        else:
+            projection = torch.eye(n)
+        self.register_buffer("projection", projection, persistent=False)
+        frames_per_second = mel.sample_rate / mel.stft.hop_length
+        self.half_window = round(cfg.mean_seconds * frames_per_second / 2) if cfg.mean_seconds > 0 else 0
+
+    @property
+    def context_frames(self) -> int:
+        """Input frames each side that one output frame depends on."""
+        return self.half_window
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x * mask
+        if self.half_window:
+            # A masked moving average: padding and the clip's ends count for nothing, so a batch item's frames
+            # see the same window as when it is alone.
+            w = self.half_window
+            n = x.shape[1]
+            ones = torch.ones(n, 1, 2 * w + 1, dtype=x.dtype, device=x.device)
+            total = nn.functional.conv1d(x, ones, padding=w, groups=n)
+            count = nn.functional.conv1d(mask, ones[:1], padding=w)
+            x = (x - total / count.clamp_min(1.0)) * mask
+        if self.config.lifter:
+            x = torch.einsum("nm,bmf->bnf", self.projection, x)
+        return x
 
 
 class ReferenceEncoder(nn.Module):
@@ -110,13 +182,32 @@ class ConditionalVQVAE(SpectralVQVAE):
     family = "conditional"
 
     def __init__(
-        self, mel: MelConfig, net: SpectralNetConfig, speaker: SpeakerConfig, quantizer: BaseQuantizer
+        self,
+        mel: MelConfig,
+        net: SpectralNetConfig,
+        speaker: SpeakerConfig,
+        quantizer: BaseQuantizer,
+        content: ContentInputConfig | None = None,
     ) -> None:
         super().__init__(mel, net, quantizer)
+        self.content_input = ContentInput(mel, content or ContentInputConfig())
         if speaker.encoder == "dvector" and mel.sample_rate != DVECTOR_RATE:
             raise ConfigError(f"the d-vector reference encoder needs {DVECTOR_RATE} Hz audio, not {mel.sample_rate}")
         self.speaker_config = speaker
         self.decoder: ConditionalDecoder = ConditionalDecoder(mel.n_mels, net, speaker)
+
+    def analysis_settings(self) -> dict[str, object]:
+        settings = super().analysis_settings()
+        content = self.content_input.config
+        # Only when in use, so that models without it keep the codes checksum their token files record.
+        return {**settings, "content_input": asdict(content)} if content.active else settings
+
+    @property
+    def context_samples(self) -> int:
+        return super().context_samples + self.content_input.context_frames * self.mel_config.stft.hop_length
+
+    def encoder_input(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.content_input(self.normalize(mel), mask)
 
     def speaker_embedding(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Reference audio ``[B, 1, T]`` -> speaker embeddings ``[B, S]``."""
@@ -141,7 +232,7 @@ class ConditionalVQVAE(SpectralVQVAE):
         frequency (:func:`warp_mel`) while the target stays as it is: units that must rebuild the true voice
         from a warped one gain nothing from carrying it, so the voice is left to the reference."""
         mel, mask = self._mel_and_mask(audio, lengths)
-        inp = self.normalize(mel if warp is None else warp_mel(mel, warp))
+        inp = self.encoder_input(mel if warp is None else warp_mel(mel, warp), mask)
         z, zmask = self.encoder(inp, mask)
         q = self.quantizer(z, zmask, n_codebooks)
         speaker = (

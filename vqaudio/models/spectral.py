@@ -251,6 +251,10 @@ class SpectralVQVAE(CodecModel):
         """Log-mel -> the centred, scaled features the encoder reads."""
         return (mel - self.feature_mean) / self.feature_std
 
+    def encoder_input(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``[B, n_mels, F]`` and its mask ``[B, 1, F]`` -> what the encoder reads."""
+        return self.normalize(mel)
+
     def forward(
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None
     ) -> CodecOutput:
@@ -259,14 +263,14 @@ class SpectralVQVAE(CodecModel):
         ``n_codebooks`` fixes the bitrate; by default a training quantizer draws it (quantizer dropout).
         """
         mel, mask = self._mel_and_mask(audio, lengths)
-        z, zmask = self.encoder(self.normalize(mel), mask)
+        z, zmask = self.encoder(self.encoder_input(mel, mask), mask)
         q = self.quantizer(z, zmask, n_codebooks)
         recon = self.decoder(q.quantized)[..., : mel.shape[-1]] * self.feature_std + self.feature_mean
         return CodecOutput(reconstruction=recon, target=mel, mask=mask, quantizer=q, latent=z, latent_mask=zmask)
 
     def latents(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mel, mask = self._mel_and_mask(audio, lengths)
-        return self.encoder(self.normalize(mel), mask)
+        return self.encoder(self.encoder_input(mel, mask), mask)
 
     def encode(
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None, *, beam: int = 1
