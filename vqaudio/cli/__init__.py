@@ -66,12 +66,13 @@ def main() -> None:
     os._exit(code)
 
 
-# Each module's commands register on ``app`` in the order ``--help`` lists them: the codec's (tokenize ... models),
-# the training ones (train ... plot-log), export-onnx, the prior's (compress, decompress, generate), units and convert,
-# then compare.
-from vqaudio.cli import codec, generate, report, runtime, train, units  # noqa: E402
+# Each module's commands register on ``app`` in the order ``--help`` lists them: the codec's (tokenize ... resynth),
+# info and models, the training ones (train ... plot-log), export-onnx, the prior's (compress, decompress,
+# generate), units and convert, then compare.
+from vqaudio.cli import codec, describe, generate, report, runtime, train, units  # noqa: E402
 
 codec.commands.register(app)
+describe.commands.register(app)
 train.commands.register(app)
 runtime.commands.register(app)
 generate.commands.register(app)
