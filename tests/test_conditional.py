@@ -198,6 +198,38 @@ def test_content_warp_reaches_the_encoder_only(tmp_path: Path) -> None:
         load_config(DEBUG, {"content_warp": [1.2, 1.1]})
 
 
+def test_content_noise_floor_reaches_the_encoder_only(tmp_path: Path) -> None:
+    """A drawn noise floor changes what the encoder reads, where it is above the speech, and not the target;
+    the task draws one per item within the configured range."""
+    from vqaudio.training.tasks.codec import CONTENT_NOISE_TILT, CodecTask
+
+    model = _conditional().train()
+    audio = torch.from_numpy(speech_like(0.5))[None, None]
+    seen: list[torch.Tensor] = []
+    model.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with torch.no_grad():
+        plain = model(audio)
+        low = model(audio, noise=torch.full((1, 40), -30.0))  # far below anything: nothing changes
+        noisy = model(audio, noise=torch.full((1, 40), 0.0))
+    assert torch.equal(plain.target, noisy.target)
+    assert torch.allclose(seen[0], seen[1]) and not torch.allclose(seen[0], seen[2])
+    # Powers add: the input is never below the floor, and where speech is far above it, it stays.
+    floor = model.normalize(torch.zeros(1))
+    assert float((seen[2] - floor).min()) >= -1e-5 and torch.equal(low.target, plain.target)
+    config = load_config(
+        DEBUG, {"model.family": "conditional", "content_noise": [-9.0, -6.0], "data.reference_seconds": 1.0}
+    )
+    task = CodecTask(config)
+    drawn = task._noise_floor(64, 40)
+    assert drawn is not None and drawn.shape == (64, 40)
+    level = drawn.mean(1)
+    assert float(level.min()) >= -9.0 - 1e-5 and float(level.max()) <= -6.0 + 1e-5
+    tilt = drawn[:, -1] - drawn[:, 0]
+    assert float(tilt.min()) >= CONTENT_NOISE_TILT[0] - 1e-5 and float(tilt.max()) <= CONTENT_NOISE_TILT[1] + 1e-5
+    with pytest.raises(ConfigError, match="content_noise"):
+        load_config(DEBUG, {"content_noise": [-9.0, -6.0]})  # a plain codec has no content encoder apart
+
+
 def _adversarial_config(root: Path, folders: int, **overrides: object) -> object:
     """A tiny conditional run over ``folders`` speakers (a folder each, as the manifest reads speakers)."""
     corpus = root / "corpus"

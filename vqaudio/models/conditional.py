@@ -226,13 +226,19 @@ class ConditionalVQVAE(SpectralVQVAE):
         reference: torch.Tensor | None = None,
         reference_lengths: torch.Tensor | None = None,
         warp: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> CodecOutput:
         """As :meth:`SpectralVQVAE.forward`, the decoder told the voice of ``reference`` ``[B, 1, T_ref]`` (by
         default the model's default speaker). ``warp`` ``[B]`` (training) warps the encoder's input along
         frequency (:func:`warp_mel`) while the target stays as it is: units that must rebuild the true voice
-        from a warped one gain nothing from carrying it, so the voice is left to the reference."""
+        from a warped one gain nothing from carrying it, so the voice is left to the reference. ``noise``
+        ``[B, n_mels]`` (training) adds a stationary noise floor of those log magnitudes to the encoder's input
+        (powers add), likewise: the units cannot name a recording by its noise."""
         mel, mask = self._mel_and_mask(audio, lengths)
-        inp = self.encoder_input(mel if warp is None else warp_mel(mel, warp), mask)
+        content = mel if warp is None else warp_mel(mel, warp)
+        if noise is not None:
+            content = 0.5 * torch.logaddexp(2 * content, 2 * noise[..., None].to(content.dtype))
+        inp = self.encoder_input(content, mask)
         z, zmask = self.encoder(inp, mask)
         q = self.quantizer(z, zmask, n_codebooks)
         speaker = (

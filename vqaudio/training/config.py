@@ -152,6 +152,11 @@ class TrainConfig:
     # Speaker-conditioned codecs: each item's encoder input is warped along frequency by a factor drawn from
     # this range (vocal-tract-length perturbation); the target and the voice reference are not.
     content_warp: tuple[float, float] = (1.0, 1.0)
+    # Speaker-conditioned codecs: a stationary noise floor added (in power) to each item's encoder input, its
+    # level (mean log-mel magnitude over the bands) drawn from this range and its tilt across the bands from
+    # CONTENT_NOISE_TILT; the target and the voice reference stay clean. A recording's own noise floor told
+    # the units which recording (the speaker) they came from; units that must ignore a drawn one cannot.
+    content_noise: tuple[float, float] | None = None
     # Prior task only: the network over codec_model's codes (which it encodes from the training audio).
     prior: PriorConfig = PriorConfig()
 
@@ -177,6 +182,10 @@ class TrainConfig:
         low, high = self.content_warp
         if not 0.5 <= low <= high <= 2.0:
             raise ConfigError(f"content_warp must be [low, high] with 0.5 <= low <= high <= 2, got {self.content_warp}")
+        if self.content_noise is not None and not self.content_noise[0] <= self.content_noise[1]:
+            raise ConfigError(f"content_noise must be [low, high] with low <= high, got {self.content_noise}")
+        if self.content_noise is not None and self.model.family != "conditional":
+            raise ConfigError("content_noise applies to speaker-conditioned codecs (model.family 'conditional')")
         if self.init_modules and self.init_from is None:
             raise ConfigError("init_modules needs init_from")
         # The d-vector network is frozen and its weights come only from a converted model: without one the run

@@ -31,6 +31,10 @@ from vqaudio.training.discriminators import Discriminators, MelDiscriminators
 from vqaudio.training.speaker_adversary import SpeakerAdversary, average_gradients, confusion_loss
 from vqaudio.training.tasks.base import StepResult, Task
 
+# Tilt of a drawn noise floor across the bands (top band minus bottom band, log magnitude): silences in the
+# shared LibriSpeech readings fall by about 3 from the lowest bands to the highest.
+CONTENT_NOISE_TILT = (-4.0, 1.0)
+
 
 class CodecTask(Task):
     def __init__(self, config: TrainConfig) -> None:
@@ -70,6 +74,15 @@ class CodecTask(Task):
             return model.multiscale.layout.row_counts[draw_multiscale(model.multiscale, self.generator) - 1]
         return draw_num_codebooks(model.rvq, self.generator)
 
+    def _noise_floor(self, batch: int, n_mels: int) -> torch.Tensor | None:
+        """Log-mel magnitudes ``[B, n_mels]`` of the noise floors added to the encoder's input, or None."""
+        if self.config.content_noise is None:
+            return None
+        (low, high), (t_low, t_high) = self.config.content_noise, CONTENT_NOISE_TILT
+        level = low + (high - low) * torch.rand(batch, 1, generator=self.generator)
+        tilt = t_low + (t_high - t_low) * torch.rand(batch, 1, generator=self.generator)
+        return level + tilt * (torch.linspace(0.0, 1.0, n_mels)[None] - 0.5)
+
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         w = self.config.loss
         n_codebooks = None
@@ -89,6 +102,7 @@ class CodecTask(Task):
                 reference=batch.reference,
                 reference_lengths=batch.reference_lengths,
                 warp=warp,
+                noise=self._noise_floor(batch.audio.shape[0], self.config.model.mel.n_mels),
             )
         q = out.quantizer
         metrics = {"perplexity": float(q.perplexity.mean()), "n_codebooks": float(q.codes.shape[1])}
