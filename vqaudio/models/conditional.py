@@ -106,17 +106,34 @@ class ContentInput(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x * mask
         if self.half_window:
-            # A masked moving average: padding and the clip's ends count for nothing, so a batch item's frames
-            # see the same window as when it is alone.
-            w = self.half_window
-            n = x.shape[1]
-            ones = torch.ones(n, 1, 2 * w + 1, dtype=x.dtype, device=x.device)
-            total = nn.functional.conv1d(x, ones, padding=w, groups=n)
-            count = nn.functional.conv1d(mask, ones[:1], padding=w)
-            x = (x - total / count.clamp_min(1.0)) * mask
+            x = (x - self._running_mean(x, mask)) * mask
         if self.config.lifter:
             x = torch.einsum("nm,bmf->bnf", self.projection, x)
         return x
+
+    def _running_mean(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Each band's mean over the valid frames of a centred window ``[B, n_mels, F]``.
+
+        Window sums are differences of running sums, one pass whatever the window (a 201-tap convolution per
+        band took a third of the encoder's time). The values are first rounded to multiples of 2^-20 and summed
+        as integers, so every window sum is exact: a frame gets the same mean whether its clip is whole,
+        chunked or in a padded batch, as a convolution would give it.
+        """
+        w, steps = self.half_window, 2**20
+        frames = x.shape[-1]
+
+        def running(v: torch.Tensor) -> torch.Tensor:
+            # [..., F] -> [..., F + 2w + 1]: the sum of v's frames before index i - w, clipped to the clip.
+            c = v.cumsum(-1)
+            zeros, last = torch.zeros_like(c[..., :1]).expand(*c.shape[:-1], w + 1), c[..., -1:]
+            return torch.cat([zeros, c, last.expand(*c.shape[:-1], w)], dim=-1)
+
+        # Window of frame f: frames f - w .. f + w, i.e. running sums at f + 2w + 1 and f.
+        sums = running(torch.round(x * steps).to(torch.int64))
+        counts = running(mask.to(torch.int64))
+        total = sums[..., 2 * w + 1 :] - sums[..., :frames]
+        count = (counts[..., 2 * w + 1 :] - counts[..., :frames]).clamp_min(1)
+        return (total.to(torch.float64) / steps / count).to(x.dtype)
 
 
 class ReferenceEncoder(nn.Module):
