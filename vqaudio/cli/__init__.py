@@ -49,7 +49,11 @@ def main() -> None:
     from vqaudio.cli.common import exit_on_sigterm
 
     exit_on_sigterm()
-    if any(arg in _FULL_TEARDOWN for arg in sys.argv[1:2]):
+    # A rank under torchrun leaves without the teardown too: its process group is destroyed by then, and gloo's
+    # threads could still abort the interpreter's exit ("terminate called without an active exception").
+    world = os.environ.get("WORLD_SIZE", "")
+    distributed = world.isdigit() and int(world) > 1
+    if any(arg in _FULL_TEARDOWN for arg in sys.argv[1:2]) and not distributed:
         app()
         return
     try:
