@@ -16,7 +16,8 @@ from vqaudio.data.dataset import CropDataset, collate
 from vqaudio.data.manifest import ManifestEntry
 from vqaudio.errors import ConfigError, VQAudioError
 from vqaudio.models.builders import ModelConfig, build_codec
-from vqaudio.models.conditional import ConditionalVQVAE, ContentInput, ContentInputConfig, SpeakerConfig
+from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig
+from vqaudio.models.content import ContentInput, ContentInputConfig
 from vqaudio.models.io import load_model, save_model
 from vqaudio.tokenizer import Tokenizer, load
 from vqaudio.training.config import load_config

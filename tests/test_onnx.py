@@ -32,7 +32,8 @@ import vqaudio.runtime.load as runtime_load  # noqa: E402
 from vqaudio.cli import app  # noqa: E402
 from vqaudio.errors import ConfigError, ModelError, VQAudioError  # noqa: E402
 from vqaudio.models.builders import build_codec  # noqa: E402
-from vqaudio.models.conditional import ConditionalVQVAE, ContentInputConfig, SpeakerConfig  # noqa: E402
+from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig  # noqa: E402
+from vqaudio.models.content import ContentInputConfig  # noqa: E402
 from vqaudio.models.io import load_model, save_model  # noqa: E402
 from vqaudio.runtime.export import OPSET, TOLERANCE, export_onnx, probe_audio  # noqa: E402
 from vqaudio.runtime.onnx import OnnxSpectralVQVAE  # noqa: E402

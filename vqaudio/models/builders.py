@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from vqaudio.errors import ConfigError
 from vqaudio.models.base import CodecModel
-from vqaudio.models.conditional import ConditionalVQVAE, ContentInputConfig, SpeakerConfig
+from vqaudio.models.conditional import ConditionalVQVAE, SpeakerConfig
+from vqaudio.models.content import ContentInputConfig
 from vqaudio.models.spectral import SpectralNetConfig, SpectralVQVAE
 from vqaudio.models.waveform import WaveformNetConfig, WaveformVQVAE
 from vqaudio.quantizers.base import BaseQuantizer

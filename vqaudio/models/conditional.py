@@ -13,8 +13,7 @@ stays out of the codes checksum, like the rest of the decoder. When no reference
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,6 +21,7 @@ from torch import nn
 from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack
 from vqaudio.errors import ConfigError
 from vqaudio.models.base import CodecOutput
+from vqaudio.models.content import ContentInputConfig
 from vqaudio.models.dvector import HIDDEN as DVECTOR_DIM
 from vqaudio.models.dvector import SAMPLE_RATE as DVECTOR_RATE
 from vqaudio.models.dvector import DVectorEncoder
@@ -46,94 +46,6 @@ class SpeakerConfig:
             raise ConfigError("speaker channels, depth and dim must be >= 1")
         if self.encoder not in ("learned", "dvector"):
             raise ConfigError(f"speaker encoder must be 'learned' or 'dvector', got {self.encoder!r}")
-
-
-@dataclass(frozen=True)
-class ContentInputConfig:
-    """What the content encoder reads of each log-mel frame (the decoder's target is never changed).
-
-    ``lifter``: keep only the first ``lifter`` DCT coefficients across the bands of each frame (0: all). The
-    ripple that a voice's harmonics draw across the low bands has a period of a few bands, so a short lifter
-    (20 on 80 bands smooths it away for pitches up to about 300 Hz) hands the encoder the spectral envelope,
-    what ASR front ends keep, without the pitch.
-    ``mean_seconds``: subtract from each band its mean over a centred window of this many seconds (0: none):
-    the long-term spectrum of the recording and of the speaker's vocal tract, not what is being said.
-    Both are local (a bounded window), so chunked and batched codes stay equal to whole ones.
-    """
-
-    lifter: int = 0
-    mean_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.lifter < 0:
-            raise ConfigError(f"content lifter must be >= 0, got {self.lifter}")
-        if not math.isfinite(self.mean_seconds) or self.mean_seconds < 0:
-            raise ConfigError(f"content mean_seconds must be >= 0, got {self.mean_seconds}")
-
-    @property
-    def active(self) -> bool:
-        return self.lifter > 0 or self.mean_seconds > 0
-
-
-class ContentInput(nn.Module):
-    """Normalized log-mel ``[B, n_mels, F]`` with mask ``[B, 1, F]`` -> what the content encoder reads, same
-    shape (see :class:`ContentInputConfig`). Its matrices follow from the config, so they are not saved."""
-
-    projection: torch.Tensor
-
-    def __init__(self, mel: MelConfig, cfg: ContentInputConfig) -> None:
-        super().__init__()
-        self.config = cfg
-        n = mel.n_mels
-        if cfg.lifter and cfg.lifter < n:
-            # Orthonormal DCT-II rows [lifter, n_mels]; projecting onto them and back keeps the smooth envelope.
-            k = torch.arange(cfg.lifter, dtype=torch.float64)[:, None]
-            m = torch.arange(n, dtype=torch.float64)[None]
-            dct = torch.cos(math.pi / n * (m + 0.5) * k) * math.sqrt(2.0 / n)
-            dct[0] /= math.sqrt(2.0)
-            projection = (dct.T @ dct).float()
-        else:
-            projection = torch.eye(n)
-        self.register_buffer("projection", projection, persistent=False)
-        frames_per_second = mel.sample_rate / mel.stft.hop_length
-        self.half_window = round(cfg.mean_seconds * frames_per_second / 2) if cfg.mean_seconds > 0 else 0
-
-    @property
-    def context_frames(self) -> int:
-        """Input frames each side that one output frame depends on."""
-        return self.half_window
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x * mask
-        if self.half_window:
-            x = (x - self._running_mean(x, mask)) * mask
-        if self.config.lifter:
-            x = torch.einsum("nm,bmf->bnf", self.projection, x)
-        return x
-
-    def _running_mean(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Each band's mean over the valid frames of a centred window ``[B, n_mels, F]``.
-
-        Window sums are differences of running sums, one pass whatever the window (a 201-tap convolution per
-        band took a third of the encoder's time). The values are first rounded to multiples of 2^-20 and summed
-        as integers, so every window sum is exact: a frame gets the same mean whether its clip is whole,
-        chunked or in a padded batch, as a convolution would give it.
-        """
-        w, steps = self.half_window, 2**20
-        frames = x.shape[-1]
-
-        def running(v: torch.Tensor) -> torch.Tensor:
-            # [..., F] -> [..., F + 2w + 1]: the sum of v's frames before index i - w, clipped to the clip.
-            c = v.cumsum(-1)
-            zeros, last = torch.zeros_like(c[..., :1]).expand(*c.shape[:-1], w + 1), c[..., -1:]
-            return torch.cat([zeros, c, last.expand(*c.shape[:-1], w)], dim=-1)
-
-        # Window of frame f: frames f - w .. f + w, i.e. running sums at f + 2w + 1 and f.
-        sums = running(torch.round(x * steps).to(torch.int64))
-        counts = running(mask.to(torch.int64))
-        total = sums[..., 2 * w + 1 :] - sums[..., :frames]
-        count = (counts[..., 2 * w + 1 :] - counts[..., :frames]).clamp_min(1)
-        return (total.to(torch.float64) / steps / count).to(x.dtype)
 
 
 class ReferenceEncoder(nn.Module):
@@ -206,25 +118,11 @@ class ConditionalVQVAE(SpectralVQVAE):
         quantizer: BaseQuantizer,
         content: ContentInputConfig | None = None,
     ) -> None:
-        super().__init__(mel, net, quantizer)
-        self.content_input = ContentInput(mel, content or ContentInputConfig())
+        super().__init__(mel, net, quantizer, content)
         if speaker.encoder == "dvector" and mel.sample_rate != DVECTOR_RATE:
             raise ConfigError(f"the d-vector reference encoder needs {DVECTOR_RATE} Hz audio, not {mel.sample_rate}")
         self.speaker_config = speaker
         self.decoder: ConditionalDecoder = ConditionalDecoder(mel.n_mels, net, speaker)
-
-    def analysis_settings(self) -> dict[str, object]:
-        settings = super().analysis_settings()
-        content = self.content_input.config
-        # Only when in use, so that models without it keep the codes checksum their token files record.
-        return {**settings, "content_input": asdict(content)} if content.active else settings
-
-    @property
-    def context_samples(self) -> int:
-        return super().context_samples + self.content_input.context_frames * self.mel_config.stft.hop_length
-
-    def encoder_input(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.content_input(self.normalize(mel), mask)
 
     def speaker_embedding(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Reference audio ``[B, 1, T]`` -> speaker embeddings ``[B, S]``."""

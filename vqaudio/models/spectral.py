@@ -23,6 +23,7 @@ from torch import nn
 from vqaudio.blocks import ChannelLayerNorm, ConvNeXtStack, downsample_mask, lengths_to_mask
 from vqaudio.errors import ConfigError
 from vqaudio.models.base import CodecModel, CodecOutput
+from vqaudio.models.content import ContentInput, ContentInputConfig
 from vqaudio.quantizers.base import BaseQuantizer
 from vqaudio.spectral import LogMel, MelConfig
 
@@ -184,13 +185,20 @@ class SpectralVQVAE(CodecModel):
 
     family = "spectral"
 
-    def __init__(self, mel: MelConfig, net: SpectralNetConfig, quantizer: BaseQuantizer) -> None:
+    def __init__(
+        self,
+        mel: MelConfig,
+        net: SpectralNetConfig,
+        quantizer: BaseQuantizer,
+        content: ContentInputConfig | None = None,
+    ) -> None:
         super().__init__()
         if quantizer.dim != net.latent_dim:
             raise ConfigError(f"quantizer dim {quantizer.dim} != latent_dim {net.latent_dim}")
         self.mel_config = mel
         self.net_config = net
         self.features = LogMel(mel)
+        self.content_input = ContentInput(mel, content or ContentInputConfig())
         self.encoder = SpectralEncoder(mel.n_mels, net)
         self.quantizer = quantizer
         self.decoder = SpectralDecoder(mel.n_mels, net)
@@ -213,7 +221,10 @@ class SpectralVQVAE(CodecModel):
 
     def analysis_settings(self) -> dict[str, object]:
         # The mel front end decides the codes as much as the weights do (same weights, other hop: other codes).
-        return {**super().analysis_settings(), "mel": asdict(self.mel_config)}
+        settings = {**super().analysis_settings(), "mel": asdict(self.mel_config)}
+        content = self.content_input.config
+        # Only when in use, so that models without it keep the codes checksum their token files record.
+        return {**settings, "content_input": asdict(content)} if content.active else settings
 
     @property
     def context_samples(self) -> int:
@@ -230,7 +241,10 @@ class SpectralVQVAE(CodecModel):
             mel_frames += scale * half * d
         dec = scale * half * (1 + cfg.decoder_depths[-1]) + sum(cfg.decoder_depths[:-1]) * half * scale
         hop = self.mel_config.stft.hop_length
-        return (max(mel_frames, dec) + 2 * scale) * hop + self.mel_config.stft.n_fft // 2
+        # The content input's running window widens what the encoder's first frames look at (kept apart from the
+        # max: a chunk's context then covers the window in full, whichever side needs more).
+        frames = max(mel_frames, dec) + 2 * scale + self.content_input.context_frames
+        return frames * hop + self.mel_config.stft.n_fft // 2
 
     def _mel_and_mask(self, audio: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if audio.dim() == 2:
@@ -253,7 +267,7 @@ class SpectralVQVAE(CodecModel):
 
     def encoder_input(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[B, n_mels, F]`` and its mask ``[B, 1, F]`` -> what the encoder reads."""
-        return self.normalize(mel)
+        return self.content_input(self.normalize(mel), mask)
 
     def forward(
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None, n_codebooks: int | None = None

@@ -97,17 +97,13 @@ class EncoderGraph(nn.Module):
     def __init__(self, codec: SpectralVQVAE) -> None:
         super().__init__()
         self.encoder = codec.encoder
-        # A speaker-conditioned codec's content encoder reads a transformed log-mel (ContentInput).
-        self.content = codec.content_input if isinstance(codec, ConditionalVQVAE) else None
+        self.content = codec.content_input
         self.register_buffer("mean", codec.feature_mean.detach().clone())
         self.register_buffer("std", codec.feature_std.detach().clone())
 
     def forward(self, log_mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(mel_lengths, log_mel.shape[-1])
-        x = (log_mel - self.mean) / self.std
-        if self.content is not None and self.content.config.active:
-            x = self.content(x, mask)
-        latents, _ = self.encoder(x, mask)
+        latents, _ = self.encoder(self.content((log_mel - self.mean) / self.std, mask), mask)
         return latents
 
 
